@@ -1,0 +1,340 @@
+"""``smbridge``: argument parsing and rendering only; every command calls one SDK function.
+
+Heavy modules (boto3, pydantic, the SageMaker SDK) are imported inside the command handlers so
+that ``smbridge --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from bridge import __version__
+from bridge.errors import BridgeError, UserError
+from bridge.output import Reporter
+
+if TYPE_CHECKING:
+    from bridge.aws.session import AwsClients
+    from bridge.config import BridgeConfig
+
+EXIT_CODES = """exit codes:
+  0    success
+  1    internal error (a bug: rerun with --debug and report it)
+  2    bad input: config, argument, parameter or definition
+  3    an AWS call failed
+  4    the pipeline execution Failed or was Stopped
+  5    --timeout expired (the execution was stopped)
+  6    no usable AWS credentials / role could not be assumed
+  130  cancelled by SIGINT/SIGTERM (the execution was stopped)
+"""
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("common options")
+    group.add_argument(
+        "--config",
+        default=os.environ.get("SMBRIDGE_CONFIG"),
+        help="bridge.yaml to read (default: ./bridge.yaml if present; env SMBRIDGE_CONFIG)",
+    )
+    group.add_argument("--region", help="AWS region (default: bridge.yaml region, then AWS env)")
+    group.add_argument("--profile", help="AWS profile of the default credential chain")
+    group.add_argument("--role-arn", help="assume this role (e.g. in the automation account)")
+    group.add_argument(
+        "--web-identity",
+        action="store_true",
+        default=None,
+        help="exchange the Azure DevOps job's OIDC token for the role's credentials",
+    )
+    group.add_argument(
+        "--dry-run", action="store_true", help="print the AWS calls it would make; make none"
+    )
+    group.add_argument(
+        "--output", choices=["text", "json"], default="text", help="json: one document on stdout"
+    )
+    group.add_argument("--debug", action="store_true", help="show tracebacks")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smbridge",
+        description="The bridge between Azure DevOps and Amazon SageMaker.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"smbridge {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _common_options()
+
+    pipeline = commands.add_parser("pipeline", help="SageMaker pipelines (model build)")
+    actions = pipeline.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def add(name: str, help_text: str, handler: Callable[..., int]) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def definition_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--definition", help="module:function or .json (pipeline.definition)")
+        sub.add_argument("--pipeline-name", help="pipeline name (pipeline.name)")
+        sub.add_argument("--execution-role-arn", help="pipeline.execution_role_arn")
+        sub.add_argument("--bucket", help="artifact bucket for code (pipeline.artifact_bucket)")
+        sub.add_argument("--model-package-group", help="model_package_group")
+        sub.add_argument("--staging-dir", help="keep staged code bundles here (default: temp)")
+
+    build = add("build", "build the definition offline (no AWS call) and write it", _cmd_build)
+    definition_options(build)
+    build.add_argument("--out", help="write the definition JSON here (default: stdout summary)")
+
+    upsert = add("upsert", "create or update the pipeline; no write when unchanged", _cmd_upsert)
+    definition_options(upsert)
+    upsert.add_argument("--description", help="pipeline.description")
+    upsert.add_argument("--parallelism", type=int, help="max parallel steps (pipeline.parallelism)")
+
+    start = add("start", "start an execution, optionally wait for it", _cmd_start)
+    start.add_argument("--pipeline-name", help="pipeline name (pipeline.name)")
+    start.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter"
+    )
+    start.add_argument("--wait", action="store_true", help="follow the execution to its end")
+    start.add_argument("--timeout", help="with --wait: stop the execution after this (e.g. 6h)")
+    start.add_argument("--display-name", help="execution display name")
+    start.add_argument("--client-request-token", help="idempotency token (default: from the run)")
+
+    for name, text, handler in (
+        ("status", "show an execution and its steps", _cmd_status),
+        ("stop", "stop an execution", _cmd_stop),
+    ):
+        sub = add(name, text, handler)
+        sub.add_argument("--execution-arn", help="the execution (default: latest of the pipeline)")
+        sub.add_argument("--pipeline-name", help="pipeline name (pipeline.name)")
+    return parser
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> BridgeConfig:
+    from bridge.config import load_config
+
+    return load_config(args.config)
+
+
+def _clients(args: argparse.Namespace, config: BridgeConfig, reporter: Reporter) -> AwsClients:
+    from bridge.aws.session import AwsClients
+    from bridge.credentials import aws_auth
+
+    auth = aws_auth(
+        config,
+        region=args.region,
+        role_arn=args.role_arn,
+        web_identity=args.web_identity,
+        profile=args.profile,
+        reporter=reporter,
+    )
+    return AwsClients(auth)
+
+
+def _require(value: Any, key: str, flag: str) -> Any:
+    if value in (None, ""):
+        raise UserError(f"{key} is not set: add it to bridge.yaml or pass {flag}")
+    return value
+
+
+def _region(args: argparse.Namespace, config: BridgeConfig) -> str:
+    region = args.region or config.region or os.environ.get("AWS_REGION")
+    region = region or os.environ.get("AWS_DEFAULT_REGION")
+    return _require(region, "region", "--region")
+
+
+def _pipeline_name(args: argparse.Namespace, config: BridgeConfig) -> str:
+    return _require(args.pipeline_name or config.pipeline.name, "pipeline.name", "--pipeline-name")
+
+
+def _build_fields(args: argparse.Namespace, config: BridgeConfig) -> dict[str, Any]:
+    p = config.pipeline
+    return {
+        "definition": args.definition or p.definition,
+        "pipeline_name": _pipeline_name(args, config),
+        "region": _region(args, config),
+        "execution_role_arn": _require(
+            args.execution_role_arn or p.execution_role_arn,
+            "pipeline.execution_role_arn",
+            "--execution-role-arn",
+        ),
+        "bucket": _require(
+            args.bucket or p.artifact_bucket, "pipeline.artifact_bucket", "--bucket"
+        ),
+        "model_package_group": _require(
+            args.model_package_group or config.model_package_group,
+            "model_package_group",
+            "--model-package-group",
+        ),
+        "code_prefix": p.code_prefix,
+        "staging_dir": args.staging_dir,
+    }
+
+
+def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--param {pair!r}: expected NAME=VALUE")
+        result[name.strip()] = value
+    return result
+
+
+def _validated(model: type, fields: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"])
+        raise UserError(f"{key}: {error['msg']}") from None
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
+    from pathlib import Path
+
+    from bridge.pipeline import BuildParams, build_definition, describe_build
+
+    config = _config(args)
+    params = _validated(BuildParams, _build_fields(args, config))
+    built = build_definition(params)
+    result = describe_build(params, built)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(built.definition_json, encoding="utf-8")
+        result.output_file = args.out
+    reporter.info(
+        f"definition of {params.pipeline_name}: {result.definition_sha256[:12]}, "
+        f"{result.size_bytes} bytes, {len(result.steps)} steps: {', '.join(result.steps)}"
+    )
+    for parameter in result.parameters:
+        default = parameter.get("DefaultValue", "")
+        reporter.info(f"  parameter {parameter['Name']} ({parameter['Type']}) = {default}")
+    for upload in result.uploads:
+        reporter.info(f"  staged {upload['s3_uri']}")
+    if args.out:
+        reporter.info(f"written to {args.out}")
+    reporter.result(result.model_dump())
+    return 0
+
+
+def _cmd_upsert(args: argparse.Namespace, reporter: Reporter) -> int:
+    from bridge.pipeline import UpsertParams, upsert_pipeline
+
+    config = _config(args)
+    p = config.pipeline
+    params = _validated(
+        UpsertParams,
+        {
+            **_build_fields(args, config),
+            "description": args.description if args.description is not None else p.description,
+            "parallelism": args.parallelism or p.parallelism,
+            "tags": dict(p.tags),
+            "dry_run": args.dry_run,
+        },
+    )
+    clients = None if args.dry_run else _clients(args, config, reporter)
+    result = upsert_pipeline(params, clients=clients, reporter=reporter)
+    reporter.result(result.model_dump())
+    return 0
+
+
+def _cmd_start(args: argparse.Namespace, reporter: Reporter) -> int:
+    from bridge.durations import parse_duration
+    from bridge.pipeline import StartParams, start_pipeline
+
+    config = _config(args)
+    timeout = parse_duration(args.timeout) if args.timeout else None
+    if timeout and not args.wait:
+        raise UserError("--timeout needs --wait")
+    params = _validated(
+        StartParams,
+        {
+            "pipeline_name": _pipeline_name(args, config),
+            "parameters": {**config.pipeline.parameters, **_parse_params(args.param)},
+            "wait": args.wait,
+            "timeout_seconds": timeout,
+            "display_name": args.display_name,
+            "client_request_token": args.client_request_token,
+            "dry_run": args.dry_run,
+        },
+    )
+    clients = None if args.dry_run else _clients(args, config, reporter)
+    try:
+        result = start_pipeline(params, clients=clients, reporter=reporter)
+    except BridgeError as exc:
+        reporter.result({"status": "error", "error": str(exc), "exit_code": exc.exit_code})
+        raise
+    reporter.result(result.model_dump())
+    return 0
+
+
+def _execution_command(args: argparse.Namespace, reporter: Reporter, func_name: str) -> int:
+    from bridge import pipeline as ops
+
+    config = _config(args)
+    params = ops.ExecutionParams(
+        execution_arn=args.execution_arn,
+        pipeline_name=None if args.execution_arn else _pipeline_name(args, config),
+        dry_run=args.dry_run,
+    )
+    clients = None if args.dry_run else _clients(args, config, reporter)
+    result = getattr(ops, func_name)(params, clients=clients, reporter=reporter)
+    reporter.result(result.model_dump())
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace, reporter: Reporter) -> int:
+    return _execution_command(args, reporter, "pipeline_status")
+
+
+def _cmd_stop(args: argparse.Namespace, reporter: Reporter) -> int:
+    return _execution_command(args, reporter, "stop_pipeline")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``smbridge`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    reporter = Reporter.for_environment(args.output)
+    try:
+        return args.handler(args, reporter)
+    except BridgeError as exc:
+        if args.debug:
+            traceback.print_exc()
+        reporter.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        reporter.error("interrupted")
+        return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        reporter.error(
+            f"internal error ({type(exc).__name__}); rerun with --debug and report it: {exc}"
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

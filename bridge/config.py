@@ -1,0 +1,203 @@
+"""``bridge.yaml``: pydantic models, ``SMBRIDGE_*`` environment overrides, one-line errors.
+
+This is the only module that parses configuration. Environment variables override the file:
+``SMBRIDGE_REGION``, ``SMBRIDGE_PIPELINE__NAME``, ``SMBRIDGE_AWS__ROLE_ARN`` (``__`` nests).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from bridge.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "bridge.yaml"
+ENV_PREFIX = "SMBRIDGE_"
+
+RoleArn = Annotated[
+    str,
+    StringConstraints(
+        max_length=2048, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$"
+    ),
+]
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")]
+AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
+# SageMaker's own pattern for pipeline and model package group names.
+ResourceName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,255}$")]
+BucketName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+
+_EXPECTED = {
+    "RoleArn": "an IAM role ARN like arn:aws:iam::123456789012:role/Name",
+    "Region": "an AWS region like eu-west-1",
+    "AccountId": "a 12-digit AWS account id",
+    "ResourceName": "letters, digits and hyphens, starting with a letter or digit (max 256)",
+    "BucketName": "an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class AwsSettings(_Strict):
+    """How smbridge gets AWS credentials (see docs/credentials.md)."""
+
+    role_arn: RoleArn | None = Field(None, description="role to assume (automation account)")
+    web_identity: bool = Field(False, description="exchange the job's Azure DevOps OIDC token")
+    profile: str | None = None
+    role_session_name: str = Field("smbridge", pattern=r"^[A-Za-z0-9_+=,.@-]{2,64}$")
+    session_duration_seconds: int = Field(3600, ge=900, le=43200)
+    service_connection_id: str | None = Field(
+        None, description="Azure DevOps service connection whose OIDC token to request"
+    )
+
+
+class PipelineSettings(_Strict):
+    """The SageMaker pipeline that model-build defines."""
+
+    name: ResourceName | None = None
+    definition: str = "model-build/pipeline.py:get_pipeline"
+    execution_role_arn: RoleArn | None = None
+    artifact_bucket: BucketName | None = None
+    code_prefix: str | None = None
+    description: str = Field("", max_length=3072)
+    parallelism: int | None = Field(None, ge=1, le=1000)
+    tags: dict[str, str] = Field(default_factory=dict)
+    parameters: dict[str, str] = Field(default_factory=dict, description="defaults for start")
+
+
+class StageSettings(_Strict):
+    """One deployment stage (staging, production, ...) in its own account."""
+
+    account_id: AccountId
+    region: Region | None = None
+    deploy_role_arn: RoleArn | None = None
+
+
+class AzureDevOpsSettings(_Strict):
+    """Where the Azure DevOps side lives."""
+
+    organization: str = Field(min_length=1, description="name, or https://dev.azure.com/<name>")
+    project: str = Field(min_length=1)
+    build_pipeline_id: int | None = Field(None, ge=1)
+    deploy_pipeline_id: int | None = Field(None, ge=1)
+
+
+class BridgeConfig(_Strict):
+    """The whole ``bridge.yaml``. Every key is optional; commands say which they need."""
+
+    region: Region | None = None
+    model_package_group: ResourceName | None = None
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    stages: dict[str, StageSettings] = Field(default_factory=dict)
+    azure_devops: AzureDevOpsSettings | None = None
+    source: str = Field("<defaults>", exclude=True, description="where this config came from")
+
+
+def load_config(
+    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> BridgeConfig:
+    """Load ``bridge.yaml`` (or ``path``), apply ``SMBRIDGE_*`` overrides, validate.
+
+    With ``path=None`` a missing ``bridge.yaml`` in the working directory is fine (defaults);
+    an explicit path that does not exist is an error. Raises :class:`ConfigError`.
+    """
+    environ = os.environ if environ is None else environ
+    explicit = path is not None
+    file = Path(path if explicit else DEFAULT_CONFIG_FILE)
+    data: dict[str, Any] = {}
+    if file.is_file():
+        data = _read_yaml(file)
+        source = str(file)
+    elif explicit:
+        raise ConfigError(f"{file}: config file not found; pass an existing file to --config")
+    else:
+        source = "<defaults>"
+    env_keys = _apply_env(data, environ)
+    try:
+        return BridgeConfig.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, env_keys)) from None
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{file}:{where}: {problem}; fix the YAML syntax") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{file}: expected a mapping of keys at the top level")
+    return loaded
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Set ``SMBRIDGE_A__B=v`` as ``data[a][b] = v``; return {key path: variable name}."""
+    applied: dict[tuple[str, ...], str] = {}
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name == "SMBRIDGE_CONFIG":
+            continue
+        keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        node = data
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: {'.'.join(keys[:-1])} is not a mapping")
+            node = child
+        node[keys[-1]] = _env_value(value)
+        applied[keys] = name
+    return applied
+
+
+def _env_value(value: str) -> Any:
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if re.fullmatch(r"-?\d+", value.strip()):
+        return int(value)
+    return value
+
+
+def _describe(exc: ValidationError, source: str, env_keys: dict[tuple[str, ...], str]) -> str:
+    """The first validation error as one line: where, which key, what is expected."""
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    key = ".".join(loc)
+    where = env_keys.get(loc, source)
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key '{key}'; remove it or check its spelling (see README)"
+    got = error.get("input")
+    expected = _expected(error)
+    got_text = "" if isinstance(got, dict) else f", got {got!r}"
+    return f"{where}: {key}: expected {expected}{got_text}"
+
+
+def _expected(error: Mapping[str, Any]) -> str:
+    pattern = (error.get("ctx") or {}).get("pattern")
+    if pattern:
+        for name, text in _EXPECTED.items():
+            if pattern == _pattern_of(name):
+                return text
+        return f"a value matching {pattern}"
+    return error["msg"].lower().replace("input should be ", "")
+
+
+def _pattern_of(type_name: str) -> str | None:
+    annotated = globals()[type_name]
+    for meta in getattr(annotated, "__metadata__", ()):
+        if isinstance(meta, StringConstraints):
+            return meta.pattern
+    return None

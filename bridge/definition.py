@@ -1,0 +1,93 @@
+"""Pipeline definitions: load one (a JSON file or a ``module:function``), canonicalise and hash it.
+
+Only :func:`load_definition` with a ``module:function`` target touches the SageMaker SDK, and it
+does so through :mod:`bridge.sagemaker_build`, imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import DefinitionError
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    """A file the definition refers to by S3 URI; staged locally until ``upsert`` uploads it."""
+
+    local_path: Path
+    s3_uri: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BuiltDefinition:
+    """A pipeline definition: the exact JSON string sent to SageMaker, plus pending uploads."""
+
+    definition_json: str
+    source: str
+    uploads: tuple[StagedUpload, ...] = field(default=())
+
+    @property
+    def document(self) -> dict[str, Any]:
+        return json.loads(self.definition_json)
+
+    @property
+    def parameters(self) -> list[dict[str, Any]]:
+        """The parameters the pipeline declares (``Name``, ``Type``, ``DefaultValue``)."""
+        return list(self.document.get("Parameters", []))
+
+    @property
+    def step_names(self) -> list[str]:
+        return [step.get("Name", "?") for step in self.document.get("Steps", [])]
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.definition_json.encode("utf-8"))
+
+
+def load_definition(
+    target: str,
+    *,
+    region: str,
+    role_arn: str,
+    bucket: str,
+    pipeline_name: str,
+    model_package_group_name: str,
+    staging_dir: Path,
+    code_prefix: str | None = None,
+) -> BuiltDefinition:
+    """A definition from a ``.json`` file (used as is) or built offline from ``module:function``.
+
+    Building never calls AWS: code is staged under ``staging_dir`` with content-addressed S3 keys
+    and uploaded by ``upsert`` only. Raises :class:`DefinitionError`.
+    """
+    if target.endswith(".json"):
+        path = Path(target)
+        if not path.is_file():
+            raise DefinitionError(f"{target}: definition file not found; check --definition")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DefinitionError(f"{target}: cannot read ({exc})") from None
+        return BuiltDefinition(definition_json=text, source=target)
+    if ":" not in target:
+        raise DefinitionError(
+            f"--definition {target!r}: expected a .json file or module:function "
+            "(e.g. model-build/pipeline.py:get_pipeline)"
+        )
+    from bridge import sagemaker_build  # the SageMaker SDK loads only on this path
+
+    return sagemaker_build.build_pipeline_definition(
+        target,
+        region=region,
+        role_arn=role_arn,
+        bucket=bucket,
+        pipeline_name=pipeline_name,
+        model_package_group_name=model_package_group_name,
+        staging_dir=staging_dir,
+        code_prefix=code_prefix,
+    )

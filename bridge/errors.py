@@ -1,0 +1,69 @@
+"""One exception hierarchy; each class carries the process exit code documented in the README.
+
+| code | class               | meaning                                                        |
+|------|---------------------|----------------------------------------------------------------|
+| 0    |                     | success                                                        |
+| 1    | (any other)         | a bug in smbridge: please report it (traceback with --debug)   |
+| 2    | UserError           | bad input: config file, argument, parameter, definition        |
+| 3    | ServiceError        | AWS (or Azure DevOps) refused or failed a call                 |
+| 4    | ExecutionFailed     | the SageMaker pipeline execution ended Failed or Stopped       |
+| 5    | WaitTimeout         | ``--timeout`` expired; the execution was stopped               |
+| 6    | CredentialsError    | no usable credentials, or assuming the role failed             |
+| 130  | Cancelled           | SIGINT/SIGTERM (agent cancel); the execution was stopped       |
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base class: every error smbridge raises on purpose. ``str()`` is one line, secret-free."""
+
+    exit_code = 1
+
+
+class UserError(BridgeError):
+    """The input is wrong; the message names what and how to fix it."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """``bridge.yaml`` or an ``SMBRIDGE_*`` variable is invalid."""
+
+
+class DefinitionError(UserError):
+    """The pipeline definition cannot be loaded, built or is invalid."""
+
+
+class ParameterError(UserError):
+    """A ``--param`` is not declared by the pipeline or its value does not fit the declared type."""
+
+
+class ServiceError(BridgeError):
+    """A cloud service call failed (after retries)."""
+
+    exit_code = 3
+
+
+class ExecutionFailed(BridgeError):
+    """The pipeline execution ended in Failed or Stopped."""
+
+    exit_code = 4
+
+
+class WaitTimeout(BridgeError):
+    """The wait exceeded ``--timeout``."""
+
+    exit_code = 5
+
+
+class CredentialsError(BridgeError):
+    """No usable AWS credentials, or the role/web-identity exchange failed."""
+
+    exit_code = 6
+
+
+class Cancelled(BridgeError):
+    """The process was asked to stop (SIGINT/SIGTERM)."""
+
+    exit_code = 130

@@ -1,0 +1,466 @@
+"""Pipeline commands as SDK functions: build, upsert, start (and wait), status, stop.
+
+Each takes a pydantic parameters model (validated once) and returns a result model; the CLI only
+maps arguments onto the parameters. Example::
+
+    from bridge import AwsAuth, AwsClients, StartParams, start_pipeline
+    clients = AwsClients(AwsAuth(region="eu-west-1"))
+    result = start_pipeline(StartParams(pipeline_name="churn-build", wait=True), clients=clients)
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.agent import AgentRun
+from bridge.aws import pipelines as sm
+from bridge.aws.session import AwsClients
+from bridge.aws.waiter import DEFAULT_POLL_POLICY, PollPolicy, WaitTimedOut, wait_for_execution
+from bridge.definition import BuiltDefinition, load_definition
+from bridge.errors import Cancelled, ExecutionFailed, UserError, WaitTimeout
+from bridge.output import Reporter
+from bridge.plan import PlannedCall
+from bridge.signals import cancel_on_signals
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BuildParams(_Params):
+    """What is needed to build a definition offline."""
+
+    definition: str = Field(description="a .json file or module:function returning a Pipeline")
+    pipeline_name: str
+    region: str
+    execution_role_arn: str
+    bucket: str
+    model_package_group: str
+    code_prefix: str | None = None
+    staging_dir: Path | None = Field(None, description="where code bundles are staged")
+
+
+class UpsertParams(BuildParams):
+    description: str = ""
+    parallelism: int | None = None
+    display_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    dry_run: bool = False
+
+
+class StartParams(_Params):
+    pipeline_name: str
+    parameters: dict[str, str] = Field(default_factory=dict)
+    wait: bool = False
+    timeout_seconds: float | None = Field(None, gt=0)
+    display_name: str | None = None
+    description: str | None = None
+    client_request_token: str | None = Field(None, min_length=32, max_length=128)
+    dry_run: bool = False
+
+
+class ExecutionParams(_Params):
+    execution_arn: str | None = None
+    pipeline_name: str | None = None
+    dry_run: bool = False
+
+
+class StepResult(BaseModel):
+    name: str
+    status: str
+    duration_seconds: float | None = None
+    failure_reason: str = ""
+
+
+class BuildResult(BaseModel):
+    pipeline_name: str
+    definition_sha256: str
+    size_bytes: int
+    steps: list[str]
+    parameters: list[dict[str, Any]]
+    uploads: list[dict[str, str]]
+    output_file: str | None = None
+
+
+class UpsertResult(BaseModel):
+    pipeline_name: str
+    action: Literal["created", "updated", "unchanged", "planned"]
+    pipeline_arn: str | None = None
+    spec_sha256: str
+    changed: list[str] = Field(default_factory=list)
+    uploaded: list[str] = Field(default_factory=list)
+    planned_calls: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ExecutionResult(BaseModel):
+    execution_arn: str | None = None
+    status: str
+    failure_reason: str = ""
+    steps: list[StepResult] = Field(default_factory=list)
+    planned_calls: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# -- build / upsert -----------------------------------------------------------------------------
+
+
+def build_definition(params: BuildParams) -> BuiltDefinition:
+    """Build (or read) the definition and check its structure. Makes no AWS call."""
+    staging = params.staging_dir or Path(tempfile.mkdtemp(prefix="smbridge-stage-"))
+    built = load_definition(
+        params.definition,
+        region=params.region,
+        role_arn=params.execution_role_arn,
+        bucket=params.bucket,
+        pipeline_name=params.pipeline_name,
+        model_package_group_name=params.model_package_group,
+        staging_dir=staging,
+        code_prefix=params.code_prefix,
+    )
+    sm.validate_definition(built.definition_json, source=params.definition)
+    return built
+
+
+def describe_build(params: BuildParams, built: BuiltDefinition) -> BuildResult:
+    return BuildResult(
+        pipeline_name=params.pipeline_name,
+        definition_sha256=sm.sha256_text(sm.canonical_json(built.definition_json)),
+        size_bytes=built.size_bytes,
+        steps=built.step_names,
+        parameters=built.parameters,
+        uploads=[{"local": str(u.local_path), "s3_uri": u.s3_uri} for u in built.uploads],
+    )
+
+
+def upsert_pipeline(
+    params: UpsertParams,
+    *,
+    clients: AwsClients | None = None,
+    reporter: Reporter | None = None,
+    agent_run: AgentRun | None = None,
+) -> UpsertResult:
+    """Create the pipeline, update it when its definition, role, description or parallelism
+    changed, or report ``unchanged`` without any write call."""
+    reporter = reporter or Reporter()
+    run = agent_run or AgentRun.from_environ()
+    with reporter.group(f"Build definition of {params.pipeline_name}"):
+        built = build_definition(params)
+        summary = describe_build(params, built)
+        reporter.info(
+            f"definition {summary.definition_sha256[:12]} ({summary.size_bytes} bytes), "
+            f"steps: {', '.join(summary.steps)}"
+        )
+    spec = sm.PipelineSpec(
+        name=params.pipeline_name,
+        definition_json=built.definition_json,
+        role_arn=params.execution_role_arn,
+        description=params.description,
+        parallelism=params.parallelism,
+        display_name=params.display_name,
+    )
+    tags = {**params.tags, **run.tags(), "smbridge:spec-sha256": spec.sha256}
+    if params.dry_run:
+        calls = _upsert_plan(params, spec, built, tags)
+        with reporter.group("Dry run: AWS calls upsert would make (none made)"):
+            for call in calls:
+                reporter.info(call.describe())
+        return UpsertResult(
+            pipeline_name=params.pipeline_name,
+            action="planned",
+            spec_sha256=spec.sha256,
+            planned_calls=[c.as_dict() for c in calls],
+        )
+    if clients is None:
+        raise UserError("upsert needs AWS clients (or dry_run=True)")
+    with reporter.group(f"Upsert SageMaker pipeline {params.pipeline_name}"):
+        outcome = sm.upsert_pipeline(
+            clients.client("sagemaker"),
+            spec,
+            s3=clients.client("s3") if built.uploads or spec_is_large(spec) else None,
+            uploads=[sm.Upload(str(u.local_path), u.s3_uri) for u in built.uploads],
+            tags=tags,
+            definition_bucket=params.bucket,
+            definition_prefix=params.code_prefix or params.pipeline_name,
+        )
+        detail = f" ({', '.join(outcome.changed)})" if outcome.action == "updated" else ""
+        reporter.info(f"pipeline {params.pipeline_name}: {outcome.action}{detail}")
+        for uri in outcome.uploaded:
+            reporter.info(f"uploaded {uri}")
+    reporter.output_variable("pipelineArn", outcome.pipeline_arn)
+    reporter.output_variable("pipelineAction", outcome.action)
+    return UpsertResult(
+        pipeline_name=params.pipeline_name,
+        action=outcome.action,
+        pipeline_arn=outcome.pipeline_arn,
+        spec_sha256=outcome.spec_sha256,
+        changed=outcome.changed,
+        uploaded=outcome.uploaded,
+    )
+
+
+def spec_is_large(spec: sm.PipelineSpec) -> bool:
+    return len(spec.definition_json.encode("utf-8")) > sm.INLINE_DEFINITION_LIMIT
+
+
+def _upsert_plan(
+    params: UpsertParams, spec: sm.PipelineSpec, built: BuiltDefinition, tags: dict[str, str]
+) -> list[PlannedCall]:
+    calls = [PlannedCall("sagemaker", "DescribePipeline", {"PipelineName": spec.name})]
+    changed = "if missing or any of definition/role/description/parallelism differs"
+    for upload in built.uploads:
+        calls.append(
+            PlannedCall(
+                "s3", "HeadObject+PutObject", {"Uri": upload.s3_uri}, f"{changed}; if absent"
+            )
+        )
+    definition_arg: dict[str, Any] = {"PipelineDefinition": f"<{built.size_bytes} bytes>"}
+    if spec_is_large(spec):
+        definition_arg = {"PipelineDefinitionS3Location": f"s3://{params.bucket}/…/definitions/"}
+        calls.append(PlannedCall("s3", "PutObject", {"Bucket": params.bucket}, changed))
+    common = {"PipelineName": spec.name, "RoleArn": spec.role_arn, **definition_arg}
+    if spec.parallelism:
+        common["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": spec.parallelism}
+    calls.append(PlannedCall("sagemaker", "CreatePipeline", {**common, "Tags": tags}, "if missing"))
+    calls.append(PlannedCall("sagemaker", "UpdatePipeline", common, "if it exists and differs"))
+    return calls
+
+
+# -- start / wait / status / stop ---------------------------------------------------------------
+
+
+def start_pipeline(
+    params: StartParams,
+    *,
+    clients: AwsClients | None = None,
+    reporter: Reporter | None = None,
+    agent_run: AgentRun | None = None,
+    poll_policy: PollPolicy = DEFAULT_POLL_POLICY,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> ExecutionResult:
+    """Start an execution (parameters checked against the pipeline's declared ones first) and,
+    with ``wait``, follow it to the end. Raises :class:`ExecutionFailed` when it fails."""
+    reporter = reporter or Reporter()
+    run = agent_run or AgentRun.from_environ()
+    token = params.client_request_token or run.request_token(
+        "start", params.pipeline_name, *sorted(f"{k}={v}" for k, v in params.parameters.items())
+    )
+    if params.dry_run:
+        calls = [
+            PlannedCall("sagemaker", "DescribePipeline", {"PipelineName": params.pipeline_name}),
+            PlannedCall(
+                "sagemaker",
+                "StartPipelineExecution",
+                {
+                    "PipelineName": params.pipeline_name,
+                    "PipelineParameters": [
+                        {"Name": k, "Value": v} for k, v in params.parameters.items()
+                    ],
+                    "ClientRequestToken": token or "<random>",
+                },
+                "after checking the parameters against the declared ones",
+            ),
+        ]
+        if params.wait:
+            calls.append(
+                PlannedCall(
+                    "sagemaker",
+                    "DescribePipelineExecution+ListPipelineExecutionSteps",
+                    {"every": f"{poll_policy.initial_interval:g}s→{poll_policy.max_interval:g}s"},
+                    "until Succeeded/Failed/Stopped",
+                )
+            )
+        with reporter.group("Dry run: AWS calls start would make (none made)"):
+            for call in calls:
+                reporter.info(call.describe())
+        return ExecutionResult(status="planned", planned_calls=[c.as_dict() for c in calls])
+    if clients is None:
+        raise UserError("start needs AWS clients (or dry_run=True)")
+    sagemaker = clients.client("sagemaker")
+    pipeline = sm.describe_pipeline(sagemaker, params.pipeline_name)
+    if pipeline is None:
+        raise UserError(
+            f"pipeline {params.pipeline_name} does not exist in {clients.region or 'this region'}; "
+            "run 'smbridge pipeline upsert' first or check --pipeline-name"
+        )
+    declared = sm.declared_parameters(pipeline.get("PipelineDefinition", "{}"))
+    parameter_list = sm.check_parameters(declared, params.parameters)
+    with cancel_on_signals():
+        arn = sm.start_execution(
+            sagemaker,
+            params.pipeline_name,
+            parameters=parameter_list,
+            client_request_token=token or str(uuid.uuid4()),
+            display_name=params.display_name,
+            description=params.description,
+        )
+        reporter.info(f"started {arn}")
+        reporter.output_variable("executionArn", arn)
+        if not params.wait:
+            return ExecutionResult(execution_arn=arn, status="Executing")
+        state = _wait(
+            sagemaker, arn, params.timeout_seconds, reporter, poll_policy, sleep, monotonic
+        )
+    return _finish(state, reporter)
+
+
+def _wait(
+    sagemaker: Any,
+    arn: str,
+    timeout: float | None,
+    reporter: Reporter,
+    policy: PollPolicy,
+    sleep: Callable[[float], None],
+    monotonic: Callable[[], float],
+) -> sm.ExecutionState:
+    try:
+        with reporter.group(f"Waiting for {arn.rsplit('/', 1)[-1]}"):
+            return wait_for_execution(
+                sagemaker,
+                arn,
+                progress=reporter.progress,
+                timeout_seconds=timeout,
+                policy=policy,
+                monotonic=monotonic,
+                sleep=sleep,
+            )
+    except Cancelled as exc:
+        reporter.warning(f"{exc}: stopping the SageMaker execution {arn}")
+        _stop_quietly(sagemaker, arn, reporter)
+        raise
+    except WaitTimedOut as exc:
+        reporter.warning(f"timed out while {exc.state.status}: stopping {arn}")
+        _stop_quietly(sagemaker, arn, reporter)
+        raise WaitTimeout(
+            f"execution {arn} still {exc.state.status} after --timeout; it was stopped"
+        ) from None
+
+
+def _stop_quietly(sagemaker: Any, arn: str, reporter: Reporter) -> None:
+    try:
+        sm.stop_execution(sagemaker, arn, client_request_token=str(uuid.uuid4()))
+        reporter.info(f"stop requested for {arn}")
+    except Exception as exc:  # the original failure matters more than the stop's
+        reporter.error(f"could not stop {arn}: {exc}")
+
+
+def _finish(state: sm.ExecutionState, reporter: Reporter) -> ExecutionResult:
+    result = _result(state)
+    reporter.table(
+        ["step", "status", "duration", "failure reason"],
+        [
+            [s.name, s.status, _duration(s.duration_seconds), s.failure_reason[:80]]
+            for s in result.steps
+        ],
+    )
+    if state.status == "Succeeded":
+        reporter.info(f"execution {state.arn}: Succeeded")
+        return result
+    failing = state.failing_step()
+    where = (
+        f" at step {failing.name}: {failing.failure_reason or failing.status}" if failing else ""
+    )
+    reason = state.failure_reason or (failing.failure_reason if failing else "")
+    message = f"execution {state.status}{where}"
+    if reason and reason not in message:
+        message += f" ({reason})"
+    raise ExecutionFailed(message)
+
+
+def _result(state: sm.ExecutionState) -> ExecutionResult:
+    return ExecutionResult(
+        execution_arn=state.arn,
+        status=state.status,
+        failure_reason=state.failure_reason,
+        steps=[
+            StepResult(
+                name=s.name,
+                status=s.status,
+                duration_seconds=s.duration_seconds,
+                failure_reason=s.failure_reason,
+            )
+            for s in state.steps
+        ],
+    )
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _execution_arn(params: ExecutionParams, sagemaker: Any) -> str:
+    if params.execution_arn:
+        return params.execution_arn
+    if params.pipeline_name:
+        return sm.latest_execution_arn(sagemaker, params.pipeline_name)
+    raise UserError("give --execution-arn, or --pipeline-name for its latest execution")
+
+
+def pipeline_status(
+    params: ExecutionParams, *, clients: AwsClients | None = None, reporter: Reporter | None = None
+) -> ExecutionResult:
+    """The execution's status and its steps (the latest execution with only a pipeline name)."""
+    reporter = reporter or Reporter()
+    if params.dry_run:
+        target = params.execution_arn or f"<latest of {params.pipeline_name}>"
+        calls = [
+            PlannedCall("sagemaker", "DescribePipelineExecution", {"PipelineExecutionArn": target}),
+            PlannedCall(
+                "sagemaker", "ListPipelineExecutionSteps", {"PipelineExecutionArn": target}
+            ),
+        ]
+        if not params.execution_arn:
+            calls.insert(
+                0,
+                PlannedCall(
+                    "sagemaker", "ListPipelineExecutions", {"PipelineName": params.pipeline_name}
+                ),
+            )
+        for call in calls:
+            reporter.info(f"dry run: {call.describe()}")
+        return ExecutionResult(status="planned", planned_calls=[c.as_dict() for c in calls])
+    if clients is None:
+        raise UserError("status needs AWS clients (or dry_run=True)")
+    sagemaker = clients.client("sagemaker")
+    state = sm.describe_execution(sagemaker, _execution_arn(params, sagemaker))
+    result = _result(state)
+    reporter.info(f"execution {state.arn}: {state.status}")
+    if state.failure_reason:
+        reporter.info(f"failure reason: {state.failure_reason}")
+    reporter.table(
+        ["step", "status", "duration", "failure reason"],
+        [
+            [s.name, s.status, _duration(s.duration_seconds), s.failure_reason[:80]]
+            for s in result.steps
+        ],
+    )
+    return result
+
+
+def stop_pipeline(
+    params: ExecutionParams, *, clients: AwsClients | None = None, reporter: Reporter | None = None
+) -> ExecutionResult:
+    """Ask SageMaker to stop the execution (a no-op when it already finished)."""
+    reporter = reporter or Reporter()
+    if params.dry_run:
+        target = params.execution_arn or f"<latest of {params.pipeline_name}>"
+        call = PlannedCall("sagemaker", "StopPipelineExecution", {"PipelineExecutionArn": target})
+        reporter.info(f"dry run: {call.describe()}")
+        return ExecutionResult(status="planned", planned_calls=[call.as_dict()])
+    if clients is None:
+        raise UserError("stop needs AWS clients (or dry_run=True)")
+    sagemaker = clients.client("sagemaker")
+    arn = _execution_arn(params, sagemaker)
+    sm.stop_execution(sagemaker, arn, client_request_token=str(uuid.uuid4()))
+    state = sm.describe_execution(sagemaker, arn, with_steps=False)
+    reporter.info(f"stop requested for {arn}: now {state.status}")
+    return ExecutionResult(execution_arn=arn, status=state.status)
