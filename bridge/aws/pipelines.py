@@ -49,8 +49,12 @@ class PipelineSpec:
 
     def fingerprint(self) -> dict[str, str]:
         """Per-field hashes; the pipeline is unchanged when all of them match."""
+        try:
+            definition = canonical_json(self.definition_json)
+        except json.JSONDecodeError:  # never equal to a valid definition: an update follows
+            definition = "unparseable:" + self.definition_json
         return {
-            "definition": sha256_text(canonical_json(self.definition_json)),
+            "definition": sha256_text(definition),
             "role": sha256_text(self.role_arn),
             "description": sha256_text(self.description or ""),
             "parallelism": sha256_text(str(self.parallelism or "")),
@@ -135,8 +139,11 @@ def describe_pipeline(sagemaker: Any, name: str) -> dict[str, Any] | None:
     try:
         return sagemaker.describe_pipeline(PipelineName=name)
     except ClientError as exc:
-        if error_code(exc) in ("ResourceNotFound", "ValidationException") and (
-            "not exist" in describe(exc).lower() or error_code(exc) == "ResourceNotFound"
+        # SageMaker answers ResourceNotFound; moto a ValidationException "Could not find".
+        message = describe(exc).lower()
+        if error_code(exc) == "ResourceNotFound" or (
+            error_code(exc) == "ValidationException"
+            and ("does not exist" in message or "could not find" in message)
         ):
             return None
         raise ServiceError(f"DescribePipeline {name} failed: {describe(exc)}") from exc
@@ -189,8 +196,13 @@ def upload_missing(s3: Any, uploads: Iterable[Upload]) -> list[str]:
                 raise ServiceError(
                     f"S3 HeadObject {upload.s3_uri} failed: {describe(exc)}"
                 ) from exc
-        aws_call(f"S3 upload {upload.s3_uri}", s3.upload_file, Filename=upload.local_path,
-                 Bucket=bucket, Key=key)  # fmt: skip
+        aws_call(
+            f"S3 upload {upload.s3_uri}",
+            s3.upload_file,
+            Filename=upload.local_path,
+            Bucket=bucket,
+            Key=key,
+        )
         sent.append(upload.s3_uri)
     return sent
 

@@ -59,8 +59,13 @@ class _LifetimeScaledCredentials(DeferredRefreshableCredentials):
     """botocore refreshes 15 min (advisory) and 10 min (mandatory) before expiry. With 15-minute
     credentials that means one STS call per request; scale the margins to the lifetime instead."""
 
-    def __init__(self, refresh_using: Callable[[], dict[str, str]], method: str,
-                 lifetime_seconds: int, time_fetcher: Clock) -> None:  # fmt: skip
+    def __init__(
+        self,
+        refresh_using: Callable[[], dict[str, str]],
+        method: str,
+        lifetime_seconds: int,
+        time_fetcher: Clock,
+    ) -> None:
         super().__init__(refresh_using=refresh_using, method=method, time_fetcher=time_fetcher)
         self._advisory_refresh_timeout = min(15 * 60, lifetime_seconds // 3)
         self._mandatory_refresh_timeout = min(10 * 60, lifetime_seconds // 6)
@@ -137,14 +142,20 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def create_session(auth: AwsAuth, *, clock: Clock = utc_now) -> boto3.Session:
-    """A boto3 session for ``auth``. Makes no AWS call: credentials are fetched on first use."""
+def create_session(
+    auth: AwsAuth, *, clock: Clock = utc_now, base: boto3.Session | None = None
+) -> boto3.Session:
+    """A boto3 session for ``auth``. Makes no AWS call: credentials are fetched on first use.
+
+    ``base`` is the session whose default chain calls STS (default: one for ``auth.profile``).
+    """
     if auth.web_identity_token is not None and not auth.role_arn:
         raise UserError("--web-identity needs a role to assume: set aws.role_arn or --role-arn")
-    try:
-        base = boto3.Session(profile_name=auth.profile, region_name=auth.region)
-    except BotoCoreError as exc:
-        raise CredentialsError(f"AWS profile {auth.profile!r}: {exc}") from None
+    if base is None:
+        try:
+            base = boto3.Session(profile_name=auth.profile, region_name=auth.region)
+        except BotoCoreError as exc:
+            raise CredentialsError(f"AWS profile {auth.profile!r}: {exc}") from None
     if not auth.role_arn:
         return base
     credentials = _LifetimeScaledCredentials(
@@ -161,9 +172,12 @@ def create_session(auth: AwsAuth, *, clock: Clock = utc_now) -> boto3.Session:
 class AwsClients:
     """Lazily created, cached boto3 clients for one :class:`AwsAuth` (no call until first use)."""
 
-    def __init__(self, auth: AwsAuth, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, auth: AwsAuth, *, clock: Clock = utc_now, base: boto3.Session | None = None
+    ) -> None:
         self.auth = auth
         self._clock = clock
+        self._base = base
         self._session: boto3.Session | None = None
         self._clients: dict[str, Any] = {}
 
@@ -174,7 +188,7 @@ class AwsClients:
     def client(self, service: str) -> Any:
         if service not in self._clients:
             if self._session is None:
-                self._session = create_session(self.auth, clock=self._clock)
+                self._session = create_session(self.auth, clock=self._clock, base=self._base)
             if not self._session.region_name:
                 raise UserError(
                     "no AWS region: set region in bridge.yaml, --region, or AWS_DEFAULT_REGION"
