@@ -1,0 +1,623 @@
+"""CloudFormation templates under infra/: cfn-lint, security properties, and a moto deployment.
+
+Three layers, from cheapest to most realistic:
+
+1. cfn-lint (its Python API) on every template: no findings at all.
+2. Structural assertions on ``infra/automation-account.yaml`` parsed with a YAML loader that
+   understands the short intrinsic tags (!Ref, !Sub, !GetAtt, ...). Policies that CloudFormation
+   builds from parameters (the CI role's trust policy is an Fn::Sub JSON string, because the OIDC
+   condition keys depend on the issuer) are rendered with a small intrinsic-function evaluator for
+   several parameter sets, then parsed as JSON and checked.
+3. A real ``CreateStack`` against moto's CloudFormation. moto has no CloudFormation support for
+   ``AWS::SageMaker::ModelPackageGroup``, ``AWS::S3::BucketPolicy`` and ``AWS::IAM::OIDCProvider``
+   (it only warns and skips them, then fails on outputs that reference them), so the test removes
+   those resources (and points outputs that read them at placeholders) and deploys the rest; the
+   OIDC provider is created through moto's IAM API instead and passed in as
+   ExistingOidcProviderArn, which is a real mode of the template. moto's S3 model also ignores
+   VersioningConfiguration, PublicAccessBlockConfiguration, LifecycleConfiguration,
+   OwnershipControls and BucketKeyEnabled when it creates a bucket from a template, so those are
+   covered by layer 2 only.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INFRA_DIR = REPO_ROOT / "infra"
+AUTOMATION = INFRA_DIR / "automation-account.yaml"
+TEMPLATES = sorted(p for p in INFRA_DIR.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+ORG_ID = "11111111-2222-3333-4444-555555555555"
+TENANT_ID = "99999999-8888-7777-6666-555555555555"
+SUBJECTS = ["sc://contoso/ml-platform/smbridge-aws", "sc://contoso/ml-platform/smbridge-aws-dr"]
+AUDIENCE = "api://AzureADTokenExchange"
+
+
+# --------------------------------------------------------------------------- YAML loader
+
+
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader that turns CloudFormation short-form tags into their long JSON form."""
+
+
+def _intrinsic(tag: str):
+    key = "Ref" if tag == "Ref" else "Condition" if tag == "Condition" else f"Fn::{tag}"
+
+    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if tag == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {key: value}
+
+    return construct
+
+
+for _tag in [
+    "Ref",
+    "Sub",
+    "GetAtt",
+    "Join",
+    "Select",
+    "Split",
+    "If",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "Condition",
+    "FindInMap",
+    "Base64",
+    "ImportValue",
+    "GetAZs",
+    "Cidr",
+    "Transform",
+    "Length",
+    "ToJsonString",
+]:
+    CfnLoader.add_constructor(f"!{_tag}", _intrinsic(_tag))
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    return json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=CfnLoader)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template(AUTOMATION)
+
+
+# --------------------------------------------------------------------------- evaluator
+
+
+class Renderer:
+    """Evaluates the intrinsic functions this template uses, for one set of parameter values.
+
+    Resource references resolve to realistic placeholder names/ARNs, so rendered policies can be
+    parsed and compared. Anything unknown raises, so the evaluator cannot silently hide a change.
+    """
+
+    def __init__(self, tpl: dict[str, Any], params: dict[str, str]) -> None:
+        self.tpl = tpl
+        self.params: dict[str, Any] = {}
+        for name, spec in tpl["Parameters"].items():
+            raw = params.get(name, spec.get("Default"))
+            if raw is None:
+                raise AssertionError(f"parameter {name} has no default and no test value")
+            raw = str(raw)
+            self.params[name] = raw.split(",") if spec["Type"] == "CommaDelimitedList" else raw
+        unknown = set(params) - set(tpl["Parameters"])
+        assert not unknown, f"unknown parameters {unknown}"
+        self.pseudo = {
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Region": REGION,
+            "AWS::Partition": "aws",
+            "AWS::StackName": "smbridge-automation",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": None,
+        }
+        self.conditions: dict[str, bool] = {}
+        for name in tpl.get("Conditions", {}):
+            self.condition(name)
+
+    def condition(self, name: str) -> bool:
+        if name not in self.conditions:
+            self.conditions[name] = bool(self.eval(self.tpl["Conditions"][name]))
+        return self.conditions[name]
+
+    def ref(self, name: str) -> Any:
+        if name in self.params:
+            return self.params[name]
+        if name in self.pseudo:
+            return self.pseudo[name]
+        resource = self.tpl["Resources"][name]
+        rtype = resource["Type"]
+        if rtype == "AWS::IAM::OIDCProvider":
+            url = self.eval(resource["Properties"]["Url"])
+            return f"arn:aws:iam::{ACCOUNT}:oidc-provider/{url.removeprefix('https://')}"
+        explicit_name = {"AWS::S3::Bucket": "BucketName", "AWS::IAM::Role": "RoleName"}.get(rtype)
+        if explicit_name and explicit_name in resource.get("Properties", {}):
+            return self.eval(resource["Properties"][explicit_name])
+        return f"{name}-physical-id"
+
+    def getatt(self, name: str, attr: str) -> str:
+        rtype = self.tpl["Resources"][name]["Type"]
+        if (rtype, attr) == ("AWS::S3::Bucket", "Arn"):
+            return f"arn:aws:s3:::{self.ref(name)}"
+        if (rtype, attr) == ("AWS::KMS::Key", "Arn"):
+            return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{name}"
+        if (rtype, attr) == ("AWS::IAM::Role", "Arn"):
+            return f"arn:aws:iam::{ACCOUNT}:role/{self.ref(name)}"
+        return f"<{name}.{attr}>"
+
+    def sub(self, text: str, variables: dict[str, Any]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            inner = match.group(1)
+            if inner.startswith("!"):
+                return "${" + inner[1:] + "}"
+            if inner in variables:
+                return str(variables[inner])
+            if "." in inner and inner.split(".", 1)[0] in self.tpl["Resources"]:
+                return self.getatt(*inner.split(".", 1))
+            return str(self.ref(inner))
+
+        return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+    def eval(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [v for v in (self.eval(x) for x in node) if v is not None]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((key, arg),) = node.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Condition":
+                return self.condition(arg)
+            if key == "Fn::GetAtt":
+                return self.getatt(*arg)
+            if key == "Fn::Sub":
+                if isinstance(arg, str):
+                    return self.sub(arg, {})
+                return self.sub(arg[0], {k: self.eval(v) for k, v in arg[1].items()})
+            if key == "Fn::Join":
+                return arg[0].join(self.eval(arg[1]))
+            if key == "Fn::Select":
+                return self.eval(arg[1])[int(self.eval(arg[0]))]
+            if key == "Fn::Split":
+                return self.eval(arg[1]).split(arg[0])
+            if key == "Fn::If":
+                return self.eval(arg[1] if self.condition(arg[0]) else arg[2])
+            if key == "Fn::Equals":
+                return self.eval(arg[0]) == self.eval(arg[1])
+            if key == "Fn::Not":
+                return not self.eval(arg[0])
+            if key == "Fn::And":
+                return all(self.eval(x) for x in arg)
+            if key == "Fn::Or":
+                return any(self.eval(x) for x in arg)
+            if key.startswith("Fn::"):
+                raise AssertionError(f"evaluator does not implement {key}")
+        out = {k: self.eval(v) for k, v in node.items()}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def resource_exists(self, name: str) -> bool:
+        cond = self.tpl["Resources"][name].get("Condition")
+        return cond is None or self.condition(cond)
+
+    def properties(self, name: str) -> dict[str, Any]:
+        return self.eval(self.tpl["Resources"][name].get("Properties", {}))
+
+
+BASE_PARAMS = {"AzureDevOpsOrganizationId": ORG_ID, "AllowedSubjects": ",".join(SUBJECTS)}
+EXISTING_ARN = f"arn:aws:iam::{ACCOUNT}:oidc-provider/vstoken.dev.azure.com/{ORG_ID}"
+ENTRA_SUBJECT = f"/eid1/c/pub/t/AAAA/a/BBBB/sc/{ORG_ID}/00000000-0000-0000-0000-000000000001"
+
+SCENARIOS = {
+    # name: (parameters, expected provider host/path, provider created?, subjects)
+    "azure-devops-issuer-from-org-id": (
+        BASE_PARAMS,
+        f"vstoken.dev.azure.com/{ORG_ID}",
+        True,
+        SUBJECTS,
+    ),
+    "entra-issuer": (
+        {
+            "OidcIssuerUrl": f"https://login.microsoftonline.com/{TENANT_ID}/v2.0",
+            "AllowedSubjects": ENTRA_SUBJECT,
+        },
+        f"login.microsoftonline.com/{TENANT_ID}/v2.0",
+        True,
+        [ENTRA_SUBJECT],
+    ),
+    "existing-provider": (
+        {**BASE_PARAMS, "ExistingOidcProviderArn": EXISTING_ARN},
+        f"vstoken.dev.azure.com/{ORG_ID}",
+        False,
+        SUBJECTS,
+    ),
+}
+
+
+def statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    stmts = policy["Statement"]
+    return stmts if isinstance(stmts, list) else [stmts]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def ci_policy(r: Renderer) -> dict[str, Any]:
+    (policy,) = r.properties("CiRole")["Policies"]
+    return policy["PolicyDocument"]
+
+
+# --------------------------------------------------------------------------- 1. cfn-lint
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_cfn_lint_reports_nothing(path: Path) -> None:
+    from cfnlint.api import lint_file
+
+    matches = lint_file(path)
+    assert not matches, "\n".join(str(m) for m in matches)
+
+
+@pytest.mark.slow
+def test_cfn_lint_check_can_fail() -> None:
+    """The lint test above is only worth something if cfn-lint flags a broken template."""
+    from cfnlint.api import lint
+
+    broken = AUTOMATION.read_text().replace("EnableKeyRotation: true", "EnableKeyRotaton: true")
+    assert any(m.rule.id.startswith("E") for m in lint(broken))
+
+
+def test_infra_dir_has_templates() -> None:
+    assert AUTOMATION in TEMPLATES
+
+
+# --------------------------------------------------------------------------- 2. structure
+
+
+def test_bucket_encrypted_with_rotating_customer_managed_key(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    key = resources["ArtifactsKey"]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    bucket = resources["ArtifactsBucket"]["Properties"]
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    default = rule["ServerSideEncryptionByDefault"]
+    assert default["SSEAlgorithm"] == "aws:kms"
+    assert default["KMSMasterKeyID"] == {"Fn::GetAtt": ["ArtifactsKey", "Arn"]}
+    assert rule["BucketKeyEnabled"] is True
+
+
+def test_bucket_versioned_private_with_noncurrent_lifecycle(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["ArtifactsBucket"]
+    props = bucket["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    rules = props["LifecycleConfiguration"]["Rules"]
+    noncurrent = [
+        r for r in rules if r["Status"] == "Enabled" and "NoncurrentVersionExpiration" in r
+    ]
+    assert noncurrent, "no enabled lifecycle rule expires noncurrent versions"
+    assert bucket["DeletionPolicy"] == "Retain"
+
+
+def test_bucket_policy_is_tls_only(template: dict[str, Any]) -> None:
+    r = Renderer(template, BASE_PARAMS)
+    policy = r.properties("ArtifactsBucketPolicy")
+    assert template["Resources"]["ArtifactsBucketPolicy"]["Properties"]["Bucket"] == {
+        "Ref": "ArtifactsBucket"
+    }
+    bucket_arn = r.getatt("ArtifactsBucket", "Arn")
+    tls_denies = [
+        s
+        for s in statements(policy["PolicyDocument"])
+        if s["Effect"] == "Deny"
+        and str(s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")).lower()
+        == "false"
+    ]
+    assert len(tls_denies) == 1
+    (deny,) = tls_denies
+    assert deny["Principal"] == "*"
+    assert as_list(deny["Action"]) == ["s3:*"]
+    assert sorted(as_list(deny["Resource"])) == sorted([bucket_arn, f"{bucket_arn}/*"])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=str)
+def test_ci_trust_policy_checks_aud_and_sub(template: dict[str, Any], scenario: str) -> None:
+    params, host_path, creates_provider, subjects = SCENARIOS[scenario]
+    r = Renderer(template, params)
+    doc = r.properties("CiRole")["AssumeRolePolicyDocument"]
+    assert isinstance(doc, str), "trust policy is expected as an Fn::Sub JSON string"
+    trust = json.loads(doc)
+    (stmt,) = statements(trust)
+    assert stmt["Effect"] == "Allow"
+    assert stmt["Action"] == "sts:AssumeRoleWithWebIdentity"
+    provider_arn = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host_path}"
+    assert stmt["Principal"] == {"Federated": provider_arn}
+    # StringEquals only: a "*" in a subject must stay a literal character.
+    assert set(stmt["Condition"]) == {"StringEquals"}
+    assert stmt["Condition"]["StringEquals"] == {
+        f"{host_path}:aud": AUDIENCE,
+        f"{host_path}:sub": subjects,
+    }
+    assert r.resource_exists("AzureDevOpsOidcProvider") is creates_provider
+    assert r.eval(template["Outputs"]["OidcProviderArn"]["Value"]) == provider_arn
+    if creates_provider:
+        provider = r.properties("AzureDevOpsOidcProvider")
+        assert provider["Url"] == f"https://{host_path}"
+        assert provider["ClientIdList"] == [AUDIENCE]
+        assert "ThumbprintList" not in provider  # optional: IAM uses its trusted root CAs
+
+
+def test_ci_role_session_duration_is_a_parameter(template: dict[str, Any]) -> None:
+    props = template["Resources"]["CiRole"]["Properties"]
+    assert props["MaxSessionDuration"] == {"Ref": "CiMaxSessionDuration"}
+    spec = template["Parameters"]["CiMaxSessionDuration"]
+    assert (spec["MinValue"], spec["MaxValue"]) == (3600, 43200)
+    r = Renderer(template, {**BASE_PARAMS, "CiMaxSessionDuration": "21600"})
+    assert r.properties("CiRole")["MaxSessionDuration"] == "21600"
+
+
+def test_issuer_is_a_parameter_defaulting_to_azure_devops(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    assert params["OidcIssuerUrl"]["Default"] == ""
+    assert params["OidcAudience"]["Default"] == AUDIENCE
+    assert "Default" not in params["AllowedSubjects"]
+    url = template["Resources"]["AzureDevOpsOidcProvider"]["Properties"]["Url"]
+    assert url["Fn::If"][1] == {
+        "Fn::Sub": "https://vstoken.dev.azure.com/${AzureDevOpsOrganizationId}"
+    }
+
+
+def test_ci_passrole_only_execution_role_to_sagemaker(template: dict[str, Any]) -> None:
+    r = Renderer(template, BASE_PARAMS)
+    execution_role_arn = r.getatt("SageMakerExecutionRole", "Arn")
+    passrole = [s for s in statements(ci_policy(r)) if "iam:PassRole" in as_list(s["Action"])]
+    assert len(passrole) == 1
+    (stmt,) = passrole
+    assert stmt["Effect"] == "Allow"
+    assert as_list(stmt["Action"]) == ["iam:PassRole"]
+    assert as_list(stmt["Resource"]) == [execution_role_arn]
+    assert stmt["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_ci_permissions_are_scoped(template: dict[str, Any]) -> None:
+    r = Renderer(template, BASE_PARAMS)
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    prefix = template["Parameters"]["NamePrefix"]["Default"]
+    group = template["Parameters"]["ModelPackageGroupName"]["Default"]
+    by_sid = {s["Sid"]: s for s in statements(ci_policy(r))}
+    for stmt in by_sid.values():
+        for action in as_list(stmt["Action"]):
+            assert action != "*" and not action.endswith(":*"), action
+        if as_list(stmt["Resource"]) == ["*"]:
+            # only actions without resource-level permissions may use "*"
+            assert as_list(stmt["Action"]) == ["sagemaker:ListModelPackages"]
+    assert by_sid["ManagePipelines"]["Resource"] == f"{arn}:pipeline/{prefix}-*"
+    assert (
+        by_sid["ManagePipelineExecutions"]["Resource"] == f"{arn}:pipeline/{prefix}-*/execution/*"
+    )
+    assert {
+        "sagemaker:StartPipelineExecution",
+        "sagemaker:CreatePipeline",
+        "sagemaker:AddTags",
+    } <= set(by_sid["ManagePipelines"]["Action"])
+    assert {"sagemaker:StopPipelineExecution", "sagemaker:ListPipelineExecutionSteps"} <= set(
+        by_sid["ManagePipelineExecutions"]["Action"]
+    )
+    assert sorted(by_sid["ReadModelPackages"]["Resource"]) == sorted(
+        [f"{arn}:model-package-group/{group}", f"{arn}:model-package/{group}/*"]
+    )
+    bucket_arn = f"arn:aws:s3:::{prefix}-artifacts-{ACCOUNT}-{REGION}"
+    assert r.getatt("ArtifactsBucket", "Arn") == bucket_arn
+    # default: keys starting with the pipeline-name prefix (smbridge's default code prefix)
+    assert by_sid["CodeObjects"]["Resource"] == f"{bucket_arn}/{prefix}-*"
+    with_prefix = Renderer(template, {**BASE_PARAMS, "CodePrefix": "ci/code"})
+    by_sid_prefixed = {s["Sid"]: s for s in statements(ci_policy(with_prefix))}
+    assert by_sid_prefixed["CodeObjects"]["Resource"] == f"{bucket_arn}/ci/code/*"
+    assert by_sid["ArtifactsKeyViaS3"]["Resource"] == r.getatt("ArtifactsKey", "Arn")
+
+
+def test_execution_role_trusts_sagemaker_and_passes_only_itself(template: dict[str, Any]) -> None:
+    r = Renderer(template, BASE_PARAMS)
+    trust = r.properties("SageMakerExecutionRole")["AssumeRolePolicyDocument"]
+    (stmt,) = statements(trust)
+    assert stmt["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert stmt["Action"] == "sts:AssumeRole"
+    policy = r.properties("SageMakerExecutionPolicy")
+    prefix = template["Parameters"]["NamePrefix"]["Default"]
+    assert policy["Roles"] == [f"{prefix}-sagemaker-execution"]
+    stmts = statements(policy["PolicyDocument"])
+    (passrole,) = [s for s in stmts if "iam:PassRole" in as_list(s["Action"])]
+    assert passrole["Resource"] == r.getatt("SageMakerExecutionRole", "Arn")
+    assert passrole["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+    unscoped = {a for s in stmts if as_list(s["Resource"]) == ["*"] for a in as_list(s["Action"])}
+    assert unscoped == {
+        "sagemaker:ListModelPackages",
+        "ecr:GetAuthorizationToken",
+        "cloudwatch:PutMetricData",
+    }
+    sagemaker_resources = [
+        res
+        for s in stmts
+        if any(a.startswith("sagemaker:") for a in as_list(s["Action"]))
+        for res in as_list(s["Resource"])
+        if res != "*"
+    ]
+    group = template["Parameters"]["ModelPackageGroupName"]["Default"]
+    for res in sagemaker_resources:
+        name = res.split(":", 5)[5].split("/", 1)[1]
+        assert name.startswith(("pipelines-", f"{prefix}-", group)), res
+
+
+def test_model_package_group_name_is_a_parameter(template: dict[str, Any]) -> None:
+    group = template["Resources"]["ModelPackageGroup"]
+    assert group["Type"] == "AWS::SageMaker::ModelPackageGroup"
+    assert group["Properties"]["ModelPackageGroupName"] == {"Ref": "ModelPackageGroupName"}
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    assert {
+        "ArtifactsBucketName",
+        "ArtifactsKeyArn",
+        "SageMakerExecutionRoleArn",
+        "CiRoleArn",
+        "ModelPackageGroupName",
+        "ModelPackageGroupArn",
+        "OidcProviderArn",
+    } <= set(template["Outputs"])
+
+
+# --------------------------------------------------------------------------- 3. moto
+
+# Resource types moto's CloudFormation cannot create (see the module docstring).
+MOTO_UNSUPPORTED = {
+    "AWS::SageMaker::ModelPackageGroup",
+    "AWS::S3::BucketPolicy",
+    "AWS::IAM::OIDCProvider",
+}
+
+
+def references(node: Any, name: str) -> bool:
+    """Whether an (unrendered) template fragment reads resource ``name``."""
+    if isinstance(node, dict):
+        if node.get("Ref") == name:
+            return True
+        getatt = node.get("Fn::GetAtt")
+        if isinstance(getatt, list) and getatt[:1] == [name]:
+            return True
+        return any(references(v, name) for v in node.values())
+    if isinstance(node, list):
+        return any(references(v, name) for v in node)
+    # Fn::Sub strings: ${Name} or ${Name.Attribute}
+    return isinstance(node, str) and (f"${{{name}}}" in node or f"${{{name}." in node)
+
+
+def _moto_compatible(tpl: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """Copy of the template without the resources moto cannot create; returns their names."""
+    from moto.cloudformation.parsing import get_model_map
+
+    supported = get_model_map()
+    tpl = copy.deepcopy(tpl)
+    dropped = {n for n, r in tpl["Resources"].items() if r["Type"] not in supported}
+    assert {tpl["Resources"][n]["Type"] for n in dropped} <= MOTO_UNSUPPORTED
+    for name in dropped:
+        del tpl["Resources"][name]
+        for out in tpl["Outputs"].values():
+            # The OIDC provider output only reads the resource under CreateOidcProvider, which
+            # is false in the moto deployment (the provider is passed in).
+            if name != "AzureDevOpsOidcProvider" and references(out["Value"], name):
+                out["Value"] = f"not-created-by-moto:{name}"
+    return tpl, dropped
+
+
+@pytest.mark.slow
+def test_moto_creates_the_stack(template: dict[str, Any]) -> None:
+    import boto3
+    from moto import mock_aws
+
+    moto_template, dropped = _moto_compatible(template)
+    assert dropped == {"ModelPackageGroup", "ArtifactsBucketPolicy", "AzureDevOpsOidcProvider"}
+    with mock_aws():
+        iam = boto3.client("iam", region_name=REGION)
+        provider_arn = iam.create_open_id_connect_provider(
+            Url=f"https://vstoken.dev.azure.com/{ORG_ID}",
+            ClientIDList=[AUDIENCE],
+            ThumbprintList=["0" * 40],
+        )["OpenIDConnectProviderArn"]
+        params = {
+            "ExistingOidcProviderArn": provider_arn,
+            "AllowedSubjects": ",".join(SUBJECTS),
+            "CiMaxSessionDuration": "7200",
+        }
+        cfn = boto3.client("cloudformation", region_name=REGION)
+        cfn.create_stack(
+            StackName="smbridge-automation",
+            TemplateBody=json.dumps(moto_template),
+            Capabilities=["CAPABILITY_NAMED_IAM"],
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+        )
+        stack = cfn.describe_stacks(StackName="smbridge-automation")["Stacks"][0]
+        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        assert outputs["OidcProviderArn"] == provider_arn
+
+        s3 = boto3.client("s3", region_name=REGION)
+        (rule,) = s3.get_bucket_encryption(Bucket=outputs["ArtifactsBucketName"])[
+            "ServerSideEncryptionConfiguration"
+        ]["Rules"]
+        assert rule["ApplyServerSideEncryptionByDefault"] == {
+            "SSEAlgorithm": "aws:kms",
+            "KMSMasterKeyID": outputs["ArtifactsKeyArn"],
+        }
+        kms = boto3.client("kms", region_name=REGION)
+        assert kms.get_key_rotation_status(KeyId=outputs["ArtifactsKeyArn"])["KeyRotationEnabled"]
+
+        ci_role_name = outputs["CiRoleArn"].rsplit("/", 1)[1]
+        ci_role = iam.get_role(RoleName=ci_role_name)["Role"]
+        assert ci_role["MaxSessionDuration"] == 7200
+        (trust,) = statements(ci_role["AssumeRolePolicyDocument"])
+        host_path = f"vstoken.dev.azure.com/{ORG_ID}"
+        assert trust["Principal"] == {"Federated": provider_arn}
+        assert trust["Condition"] == {
+            "StringEquals": {f"{host_path}:aud": AUDIENCE, f"{host_path}:sub": SUBJECTS}
+        }
+        (ci_policy_name,) = iam.list_role_policies(RoleName=ci_role_name)["PolicyNames"]
+        ci_doc = iam.get_role_policy(RoleName=ci_role_name, PolicyName=ci_policy_name)
+        ci_policy_doc = ci_doc["PolicyDocument"]
+        if isinstance(ci_policy_doc, str):
+            # moto stores an inline policy that came from a template as repr() of the dict.
+            ci_policy_doc = ast.literal_eval(ci_policy_doc)
+        (passrole,) = [s for s in statements(ci_policy_doc) if s["Action"] == "iam:PassRole"]
+        assert passrole["Resource"] == outputs["SageMakerExecutionRoleArn"]
+
+        # The resources moto's CloudFormation skips, created through moto's APIs from the
+        # template's own (rendered) properties instead.
+        rendered = Renderer(template, params)
+        assert rendered.ref("ArtifactsBucket") == outputs["ArtifactsBucketName"]
+        bucket_policy = rendered.properties("ArtifactsBucketPolicy")["PolicyDocument"]
+        s3.put_bucket_policy(
+            Bucket=outputs["ArtifactsBucketName"], Policy=json.dumps(bucket_policy)
+        )
+        stored = json.loads(s3.get_bucket_policy(Bucket=outputs["ArtifactsBucketName"])["Policy"])
+        assert stored == bucket_policy
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        group = sagemaker.create_model_package_group(**rendered.properties("ModelPackageGroup"))
+        assert group["ModelPackageGroupArn"].endswith(
+            f":model-package-group/{outputs['ModelPackageGroupName']}"
+        )
+
+        exec_role_name = outputs["SageMakerExecutionRoleArn"].rsplit("/", 1)[1]
+        assert iam.list_role_policies(RoleName=exec_role_name)["PolicyNames"] == [
+            "smbridge-sagemaker-execution"
+        ]
