@@ -6,20 +6,22 @@ function, calls it with a :class:`~sagemaker.core.workflow.pipeline_context.Pipe
 subclass and renders the definition exactly once, with no AWS call and no socket:
 
 * AWS access: a boto3 session with placeholder credentials (no credential-provider chain, no
-  instance metadata) whose every API call is refused and recorded; a recorded call fails the build.
+  instance metadata) whose every API call is refused and recorded; a recorded call fails the build,
+  even one the SDK swallowed. It is also ``boto3.DEFAULT_SESSION`` while the build runs, because
+  importing ``sagemaker.ai_registry`` creates clients on the default session.
 * Uploads: the session's ``upload_data`` copies the files into ``staging_dir`` instead and returns a
   content-addressed ``s3://{bucket}/{prefix}/code/{sha256}/...`` URI, so an unchanged source tree
   gives a byte-identical definition in any checkout, process or second. The caller uploads
   :attr:`BuiltDefinition.uploads` when it writes the pipeline.
-* Default bucket: resolved up front (the stock session lists or creates buckets to find it).
-* Telemetry: opted out through the session's ``sagemaker_config`` (the documented switch).
+* Default bucket: fixed up front (the stock session lists or creates buckets to find it).
+* Telemetry: opted out through ``sagemaker_config`` (the documented switch), which also keeps the
+  developer's own SDK defaults files out of the definition.
 
-Three SDK internals are relied on, all here and guarded by ``tests/unit/test_sagemaker_build.py``:
-``SageMakerConfig.validate_sagemaker_config`` (re-run on every config lookup: about 2.4 s per
-build, skipped for our already-validated config), ``ModelTrainer._resolve_staging_bucket`` (an
-``iam:SimulatePrincipalPolicy`` probe, replaced by the bucket we were given) and the
-``sagemaker.ai_registry`` import creating clients on ``boto3.DEFAULT_SESSION`` (swapped for the
-offline session while the SDK loads).
+Two SDK internals are patched for the duration of a build, only for its session, and guarded by
+canary tests in ``tests/unit/test_sagemaker_build.py``:
+``SageMakerConfig.validate_sagemaker_config`` (run again on every config lookup, about 2.4 s per
+build; skipped for our already-validated config) and ``ModelTrainer._resolve_staging_bucket`` (an
+``iam:SimulatePrincipalPolicy`` probe; answered with the bucket we were given).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
@@ -79,8 +82,6 @@ _IGNORED_SUFFIXES = (".pyc", ".pyo")
 _MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-logger = logging.getLogger(__name__)
-
 
 def build_pipeline_definition(
     target: str,
@@ -105,7 +106,7 @@ def build_pipeline_definition(
         pipeline_name: the SageMaker pipeline's name.
         model_package_group_name: passed through to the function.
         staging_dir: where code files are copied, mirroring their S3 keys
-            (``staging_dir/{bucket}/{key}``); created if missing.
+            (``staging_dir/{bucket}/{key}``); created when something is staged.
         code_prefix: S3 key prefix of staged code (default: ``pipeline_name``).
 
     Returns:
@@ -145,6 +146,10 @@ def build_pipeline_definition(
             if offline.refused:  # the real cause, whatever the SDK turned it into
                 raise _refused_error(target, offline.refused) from error
             raise
+        # Telemetry is sent from background threads (opted out, but a regression would show).
+        for thread in threading.enumerate():
+            if thread.name.startswith("sagemaker-telemetry"):
+                thread.join(timeout=2)
         if offline.refused:  # calls the SDK attempted and then swallowed the failure of
             raise _refused_error(target, offline.refused)
     return BuiltDefinition(
@@ -311,7 +316,7 @@ class _OfflineAws:
         self.boto_session.events.register("before-call", self._refuse)
 
     def _refuse(self, model: Any = None, **_: Any) -> None:
-        name = f"{model.service_model.endpoint_prefix}:{model.name}" if model else "unknown"
+        name = f"{model.service_model.signing_name}:{model.name}" if model else "unknown"
         self.refused.append(name)
         raise OfflineCallError(f"offline pipeline build: refused AWS call {name}")
 
@@ -340,15 +345,21 @@ def _sdk_environment(region: str) -> Iterator[_OfflineAws]:
             "AWS_EC2_METADATA_DISABLED": "true",
             "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(config_file),
             "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config_file),
+            # Nor the developer's AWS profiles: credentials are placeholders, the region is given.
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         }
-        saved_env = {name: os.environ.get(name) for name in overrides}
+        removed = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+        saved_env = {name: os.environ.get(name) for name in (*overrides, *removed)}
         saved_default_session = boto3.DEFAULT_SESSION
         os.environ.update(overrides)
+        for name in removed:
+            os.environ.pop(name, None)
         try:
             offline = _OfflineAws(region)
             # sagemaker.ai_registry creates clients on boto3's default session when imported.
             boto3.DEFAULT_SESSION = offline.boto_session
-            with warnings.catch_warnings():
+            with _root_logging_kept(), warnings.catch_warnings():
                 # Noise for smbridge users: SDK-internal deprecations and a note that jobs are
                 # not started under a PipelineSession.
                 warnings.filterwarnings("ignore", category=DeprecationWarning, module="sagemaker")
@@ -378,20 +389,27 @@ class _Sdk:
         self.ModelTrainer = ModelTrainer
 
 
-def _import_sdk() -> _Sdk:
+@contextlib.contextmanager
+def _root_logging_kept() -> Iterator[None]:
+    """Undo changes to the root logger: an SDK module calls ``logging.basicConfig()`` on import."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        return _Sdk()
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def _import_sdk() -> _Sdk:
+    try:
+        with _root_logging_kept():  # now, so that the SDK's own log lines go where the host's go
+            return _Sdk()
     except ImportError as error:
         raise DefinitionError(
             f"building a pipeline definition needs the SageMaker SDK ({_one_line(error)}); "
             f"install it with: pip install 'smbridge[build]' (sagemaker=={PINNED_SDK_VERSION})"
         ) from error
-    finally:
-        # An SDK module calls logging.basicConfig() at import; keep the host's logging as it was.
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 _session_classes: dict[type, type] = {}

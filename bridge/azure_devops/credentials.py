@@ -1,0 +1,165 @@
+"""Azure DevOps credentials: a PAT, or an Entra ID service principal's secret exchanged for a
+token for the Azure DevOps resource. Read once per process (Lambda container), cached, refreshed
+on demand (after a 401). The secret value never appears in ``repr``, logs or errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import requests
+
+from bridge.errors import CredentialsError
+
+AZURE_DEVOPS_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"
+ENTRA_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+
+
+class AzureDevOpsCredential(Protocol):
+    """Produces an ``Authorization`` header; ``invalidate()`` forces a fresh one next time."""
+
+    def authorization(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+    def secrets(self) -> list[str]: ...
+
+
+@dataclass(frozen=True, repr=False)
+class _ServicePrincipal:
+    tenant_id: str
+    client_id: str
+    client_secret: str
+
+
+def parse_secret(value: str, *, source: str) -> str | _ServicePrincipal:
+    """A PAT (plain string or ``{"pat": …}``) or ``{"tenantId", "clientId", "clientSecret"}``."""
+    text = value.strip()
+    if not text:
+        raise CredentialsError(f"{source}: the secret is empty")
+    if not text.startswith("{"):
+        return text
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        raise CredentialsError(f"{source}: the secret looks like JSON but is not valid") from None
+    if isinstance(document, dict) and isinstance(document.get("pat"), str) and document["pat"]:
+        return document["pat"]
+    keys = ("tenantId", "clientId", "clientSecret")
+    if isinstance(document, dict) and all(isinstance(document.get(k), str) for k in keys):
+        return _ServicePrincipal(*(document[k] for k in keys))
+    raise CredentialsError(
+        f'{source}: expected a PAT, {{"pat": …}} or '
+        '{"tenantId", "clientId", "clientSecret"} (keys found: '
+        f"{', '.join(sorted(document)) if isinstance(document, dict) else 'none'})"
+    )
+
+
+class SecretCredential:
+    """The credential held in one secret; ``load`` returns the secret's current value."""
+
+    def __init__(
+        self,
+        load: Callable[[], str],
+        *,
+        source: str,
+        http: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._load = load
+        self._source = source
+        self._http = http or requests.Session()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._material: str | _ServicePrincipal | None = None
+        self._header: str | None = None
+        self._expires_at = 0.0
+        self.secret_reads = 0
+        self.token_requests = 0
+        self._known_secrets: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"SecretCredential(source={self._source!r})"
+
+    def secrets(self) -> list[str]:
+        return list(self._known_secrets)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._material = None
+            self._header = None
+
+    def authorization(self) -> str:
+        with self._lock:
+            if self._header and self._clock() < self._expires_at:
+                return self._header
+            if self._material is None:
+                self.secret_reads += 1
+                self._material = parse_secret(self._load(), source=self._source)
+            if isinstance(self._material, str):
+                self._remember(self._material)
+                basic = base64.b64encode(f":{self._material}".encode()).decode()
+                self._header, self._expires_at = f"Basic {basic}", float("inf")
+                self._remember(basic)
+            else:
+                self._remember(self._material.client_secret)
+                token, lifetime = self._entra_token(self._material)
+                self._remember(token)
+                self._header = f"Bearer {token}"
+                self._expires_at = self._clock() + max(60.0, lifetime - 300.0)
+            return self._header
+
+    def _remember(self, value: str) -> None:
+        if value not in self._known_secrets:
+            self._known_secrets.append(value)
+
+    def _entra_token(self, principal: _ServicePrincipal) -> tuple[str, float]:
+        self.token_requests += 1
+        try:
+            response = self._http.post(
+                ENTRA_TOKEN_URL.format(tenant=principal.tenant_id),
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": principal.client_id,
+                    "client_secret": principal.client_secret,
+                    "scope": f"{AZURE_DEVOPS_RESOURCE}/.default",
+                },
+                timeout=15,
+            )
+        except requests.RequestException as exc:
+            raise CredentialsError(
+                f"{self._source}: Entra ID token request failed ({type(exc).__name__})"
+            ) from None
+        body: dict[str, Any] = {}
+        with contextlib.suppress(ValueError):
+            body = response.json()
+        if response.status_code != 200 or "access_token" not in body:
+            code = body.get("error", "") if isinstance(body, dict) else ""
+            raise CredentialsError(
+                f"{self._source}: Entra ID refused the service principal "
+                f"(HTTP {response.status_code} {code}); check tenantId/clientId/clientSecret"
+            )
+        return body["access_token"], float(body.get("expires_in", 3600))
+
+
+def secrets_manager_loader(client: Any, secret_id: str) -> Callable[[], str]:
+    """Reads the secret's current value (each call is one GetSecretValue)."""
+
+    def load() -> str:
+        try:
+            response = client.get_secret_value(SecretId=secret_id)
+        except Exception as exc:  # botocore errors carry no secret material
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            raise CredentialsError(f"reading secret {secret_id} failed: {code}") from None
+        if "SecretString" not in response:
+            raise CredentialsError(f"secret {secret_id} has no SecretString")
+        return response["SecretString"]
+
+    return load
