@@ -52,8 +52,7 @@ class AzureDevOpsContract:
         for name in files:
             spec = json.loads((REFERENCE_DIR / name).read_text(encoding="utf-8-sig"))
             for template, methods in spec["paths"].items():
-                regex = "^" + re.sub(r"\{[^}]+\}", r"[^/]+", re.escape(template).replace(
-                    r"\{", "{").replace(r"\}", "}")) + "$"  # fmt: skip
+                regex = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
                 for method, definition in methods.items():
                     if method.lower() in ("get", "post", "put", "patch", "delete"):
                         self.operations.append(

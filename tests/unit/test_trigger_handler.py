@@ -23,7 +23,7 @@ from bridge.trigger.events import InvalidEvent
 from bridge.trigger.handler import TriggerRuntime, build_runtime, handle
 from bridge.trigger.settings import TriggerSettings
 from tests.support.ado_contract import REFERENCE_DIR
-from tests.support.fake_ado import Fault, FakeAzureDevOps
+from tests.support.fake_ado import FakeAzureDevOps, Fault
 
 APPROVED = json.loads(
     (REFERENCE_DIR / "sagemaker-events" / "model-package-approved.json").read_text()
@@ -50,8 +50,14 @@ class Context:
         return self.remaining_ms
 
 
-def event(status: str = "Approved", *, event_id: str | None = None, modified: datetime | None = None,
-          group: str = "churn-xgb", version: int = 4) -> dict:  # fmt: skip
+def event(
+    status: str = "Approved",
+    *,
+    event_id: str | None = None,
+    modified: datetime | None = None,
+    group: str = "churn-xgb",
+    version: int = 4,
+) -> dict:
     data = copy.deepcopy(APPROVED)
     data["id"] = event_id or f"evt-{time.monotonic_ns()}"
     detail = data["detail"]
@@ -166,11 +172,8 @@ def test_default_route_catches_other_groups(world):
     runtime, ado, _, _, _ = world
     from bridge.trigger.routing import parse_routes
 
-    runtime.routes = parse_routes(
-        json.dumps({**ROUTES, "default": {"organization": "contoso", "project": "mlops",
-                                          "pipelineId": 13, "branch": "release"}}),
-        source="test",
-    )  # fmt: skip
+    default = {"organization": "contoso", "project": "mlops", "pipelineId": 13, "branch": "release"}
+    runtime.routes = parse_routes(json.dumps({**ROUTES, "default": default}), source="test")
     assert run(runtime, event(group="other-group"))["status"] == "started"
     assert ado.runs[0]["pipelineId"] == 13
     assert ado.runs[0]["refName"] == "refs/heads/release"
@@ -230,7 +233,7 @@ def test_transient_failure_after_the_run_was_created_finds_it(world, fault):
 
 
 def test_retries_are_bounded_and_the_event_is_kept(world):
-    runtime, ado, sleeps, _, _ = world
+    runtime, ado, _, _, _ = world
     ado.faults.extend(Fault("status", 502) for _ in range(10))
     with pytest.raises(BridgeError, match=r"route contoso/mlops/pipeline 12: .*HTTP 502"):
         run(runtime, event())
