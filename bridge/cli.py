@@ -231,8 +231,13 @@ def _cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     for parameter in result.parameters:
         default = parameter.get("DefaultValue", "")
         reporter.info(f"  parameter {parameter['Name']} ({parameter['Type']}) = {default}")
+    bundles: dict[str, int] = {}
     for upload in result.uploads:
-        reporter.info(f"  staged {upload['s3_uri']}")
+        bundle = upload["s3_uri"].rsplit("/code/", 1)
+        key = bundle[0] + "/code/" + bundle[1].split("/", 1)[0] if len(bundle) == 2 else bundle[0]
+        bundles[key] = bundles.get(key, 0) + 1
+    for bundle, count in bundles.items():
+        reporter.info(f"  staged {bundle}/ ({count} file{'s' if count > 1 else ''})")
     if args.out:
         reporter.info(f"written to {args.out}")
     reporter.result(result.model_dump())

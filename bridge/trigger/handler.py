@@ -109,6 +109,14 @@ def template_parameters(change: ModelPackageStateChange, route: Route) -> dict[s
     }
 
 
+def run_request_body(change: ModelPackageStateChange, route: Route) -> dict[str, Any]:
+    """The exact ``Runs - Run Pipeline`` body the trigger sends for ``change``."""
+    return {
+        "templateParameters": template_parameters(change, route),
+        "resources": {"repositories": {"self": {"refName": route.ref_name}}},
+    }
+
+
 def handle(event: Any, context: Any, runtime: TriggerRuntime) -> dict[str, Any]:
     """Process one event. Raises (so EventBridge retries, then dead-letters) on anything that
     must not be dropped: an invalid event, an Azure DevOps refusal, exhausted retries."""

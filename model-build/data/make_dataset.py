@@ -2,8 +2,9 @@
 
 Usage: ``python model-build/data/make_dataset.py [--output PATH]``
 
-Columns: the 30 features in snake_case, then ``malignant`` (1 = malignant, 0 = benign; scikit-learn's
-own ``target`` is the reverse). 569 rows. The output is byte-stable for a given scikit-learn data file.
+Columns: the 30 features in snake_case, then ``malignant`` (1 = malignant, 0 = benign;
+scikit-learn's own ``target`` is the reverse). 569 rows. The output is byte-stable for a given
+scikit-learn data file.
 """
 
 from __future__ import annotations

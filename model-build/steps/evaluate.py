@@ -41,7 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--output-dir", default=os.environ.get("SM_OUTPUT_DIR", f"{BASE_DIR}/evaluation")
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="for accuracy/precision/recall")
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="for accuracy/precision/recall"
+    )
     return parser.parse_args(argv)
 
 
@@ -65,7 +67,7 @@ def load_booster(model_dir: Path) -> xgb.Booster:
             if hasattr(tarfile, "data_filter"):
                 archive.extractall(extract_dir, filter="data")
             else:
-                archive.extractall(extract_dir)  # noqa: S202 - our own training job's output
+                archive.extractall(extract_dir)  # our own training job's output
         model_dir = extract_dir
     booster = xgb.Booster()
     # From a buffer: XGBoost 3.x guesses the format from the file name (and warns without one).

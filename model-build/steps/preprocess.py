@@ -62,8 +62,8 @@ def stratified_split(
     parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
     for value in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == value))
-        n_test = int(round(len(rows) * test_fraction))
-        n_validation = int(round(len(rows) * validation_fraction))
+        n_test = round(len(rows) * test_fraction)
+        n_validation = round(len(rows) * validation_fraction)
         parts["test"].append(rows[:n_test])
         parts["validation"].append(rows[n_test : n_test + n_validation])
         parts["train"].append(rows[n_test + n_validation :])
@@ -84,9 +84,7 @@ def preprocess(
     frame = frame.dropna()
     # Label first, headerless: what XGBoost's CSV convention (and train.py) expects.
     frame = frame[[LABEL] + [column for column in frame.columns if column != LABEL]]
-    indices = stratified_split(
-        frame[LABEL].to_numpy(), validation_fraction, test_fraction, seed
-    )
+    indices = stratified_split(frame[LABEL].to_numpy(), validation_fraction, test_fraction, seed)
     counts = {}
     for name in SPLITS:
         target = output_dir / name

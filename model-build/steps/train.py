@@ -98,7 +98,9 @@ def train(args: argparse.Namespace) -> Path:
         verbose_eval=False,
     )
     if args.validation:
-        logger.info("best iteration %d, validation-auc=%.6f", booster.best_iteration, booster.best_score)
+        logger.info(
+            "best iteration %d, validation-auc=%.6f", booster.best_iteration, booster.best_score
+        )
         # Keep only the trees up to the best iteration: Booster.predict uses every tree.
         booster = booster[: booster.best_iteration + 1]
 

@@ -80,3 +80,10 @@ def test_importing_bridge_is_light():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_every_public_name_resolves():
+    import bridge
+
+    for name in bridge.__all__:
+        assert getattr(bridge, name) is not None, name

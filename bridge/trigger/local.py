@@ -1,0 +1,152 @@
+"""Run the trigger outside Lambda: ``smbridge trigger simulate`` and ``smbridge trigger replay``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bridge.azure_devops.client import API_VERSION, organization_url
+from bridge.errors import BridgeError, UserError
+from bridge.trigger.events import parse_event
+from bridge.trigger.handler import TriggerRuntime, handle, run_request_body
+from bridge.trigger.routing import RoutingTable
+
+DEFAULT_REPLAY_BATCH = 10
+
+
+def read_event(path: str | Path) -> Any:
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--event {path}: file not found")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--event {path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+def plan_event(event: Any, routes: RoutingTable) -> dict[str, Any]:
+    """What the trigger would do with ``event``, without any call (``--dry-run``)."""
+    change = parse_event(event)
+    detail = change.detail
+    route = routes.route_for(detail.model_package_group_name)
+    if route is None:
+        return {
+            "action": "ignore",
+            "reason": f"no route for group {detail.model_package_group_name}",
+        }
+    if not change.approved:
+        return {"action": "ignore", "reason": f"status {detail.model_approval_status}"}
+    url = (
+        f"{organization_url(route.organization)}/{route.project}/_apis/pipelines/"
+        f"{route.pipeline_id}/runs?api-version={API_VERSION}"
+    )
+    return {
+        "action": "start",
+        "route": route.describe(),
+        "request": {"method": "POST", "url": url, "body": run_request_body(change, route)},
+        "dedupe_key": {"modelPackageArn": detail.model_package_arn, "approval": "Approved"},
+    }
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    url: str
+    body: Any
+    status: int
+
+
+def record_requests(runtime: TriggerRuntime) -> list[RecordedRequest]:
+    """Make the runtime's HTTP session record every request (never its headers)."""
+    session = runtime.http or requests.Session()
+    recorded: list[RecordedRequest] = []
+
+    def hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        body = response.request.body
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "replace")
+        with contextlib.suppress(ValueError):
+            body = json.loads(body) if body else None
+        recorded.append(
+            RecordedRequest(response.request.method or "", response.url, body, response.status_code)
+        )
+
+    session.hooks["response"].append(hook)
+    runtime.http = session
+    runtime.clients.clear()
+    return recorded
+
+
+def simulate(event: Any, runtime: TriggerRuntime) -> dict[str, Any]:
+    """Run the handler on ``event`` and return its result with the requests it sent."""
+    recorded = record_requests(runtime)
+    error = None
+    try:
+        result = handle(event, None, runtime)
+    except BridgeError as exc:
+        result, error = {"status": "failed"}, exc
+    report = {**result, "requests": [r.__dict__ for r in recorded]}
+    if error is not None:
+        report["error"] = str(error)
+        raise _WithReport(error, report)
+    return report
+
+
+class _WithReport(BridgeError):
+    def __init__(self, error: BridgeError, report: dict[str, Any]) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+        self.report = report
+
+
+def event_of_message(body: str) -> Any:
+    """A DLQ message body: the event itself (EventBridge target DLQ) or a Lambda on-failure
+    destination record (the event under ``requestPayload``)."""
+    document = json.loads(body)
+    if isinstance(document, dict) and "requestPayload" in document:
+        return document["requestPayload"]
+    return document
+
+
+@dataclass
+class ReplayReport:
+    received: int = 0
+    handled: int = 0
+    failed: int = 0
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def replay(
+    sqs: Any, queue_url: str, runtime: TriggerRuntime, *, max_messages: int = 100
+) -> ReplayReport:
+    """Re-drive dead-lettered events through the handler; delete each one it handled.
+
+    Safe to run more than once: the handler's idempotency finds an approval's existing run.
+    A message that fails again stays in the queue (it reappears after its visibility timeout).
+    """
+    report = ReplayReport()
+    while report.received < max_messages:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=min(DEFAULT_REPLAY_BATCH, max_messages - report.received),
+            WaitTimeSeconds=1,
+        ).get("Messages", [])
+        if not batch:
+            break
+        for message in batch:
+            report.received += 1
+            try:
+                result = handle(event_of_message(message["Body"]), None, runtime)
+            except (BridgeError, ValueError) as exc:
+                report.failed += 1
+                report.results.append({"messageId": message["MessageId"], "error": str(exc)})
+                continue
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            report.handled += 1
+            report.results.append({"messageId": message["MessageId"], **result})
+    return report
