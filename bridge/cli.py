@@ -7,6 +7,7 @@ that ``smbridge --help`` starts fast.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -20,6 +21,12 @@ from bridge.output import Reporter
 if TYPE_CHECKING:
     from bridge.aws.session import AwsClients
     from bridge.config import BridgeConfig
+
+TRIGGER_ENVIRONMENT = """
+
+Settings come from the same environment variables as the Lambda: SMBRIDGE_ROUTES (or
+--routes, or SMBRIDGE_ROUTES_PARAMETER), SMBRIDGE_ADO_SECRET_ARN (or SMBRIDGE_ADO_PAT for
+local runs), SMBRIDGE_IDEMPOTENCY_TABLE (without it, duplicates are only caught in-process)."""
 
 EXIT_CODES = """exit codes:
   0    success
@@ -120,6 +127,44 @@ def build_parser() -> argparse.ArgumentParser:
         sub = add(name, text, handler)
         sub.add_argument("--execution-arn", help="the execution (default: latest of the pipeline)")
         sub.add_argument("--pipeline-name", help="pipeline name (pipeline.name)")
+
+    trigger = commands.add_parser("trigger", help="the approval trigger (Lambda)")
+    trigger_actions = trigger.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def add_trigger(
+        name: str, help_text: str, handler: Callable[..., int]
+    ) -> argparse.ArgumentParser:
+        sub = trigger_actions.add_parser(
+            name,
+            help=help_text,
+            description=help_text + TRIGGER_ENVIRONMENT,
+            parents=[common],
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(handler=handler)
+        sub.add_argument("--routes", help="routing JSON file (default: SMBRIDGE_ROUTES)")
+        return sub
+
+    simulate = add_trigger(
+        "simulate", "run the trigger locally on an event file; print the request", _cmd_simulate
+    )
+    simulate.add_argument("--event", required=True, help="EventBridge event JSON file")
+    replay = add_trigger(
+        "replay", "re-drive dead-lettered events through the trigger (idempotent)", _cmd_replay
+    )
+    replay.add_argument("--queue-url", required=True, help="the trigger's DLQ URL")
+    replay.add_argument("--max-messages", type=int, default=100)
+    package = add_trigger("package", "build the trigger Lambda's zip", _cmd_package)
+    package.add_argument("--out", default="dist/smbridge-trigger.zip", help="zip to write")
+    package.add_argument(
+        "--mode",
+        choices=["pip", "environment"],
+        default="pip",
+        help="pip: wheels for --platform from PyPI (default); environment: copy this Python's",
+    )
+    package.add_argument("--platform", default="manylinux2014_aarch64", help="Lambda arm64")
+    package.add_argument("--python-version", default="3.12")
     return parser
 
 
@@ -316,6 +361,125 @@ def _cmd_status(args: argparse.Namespace, reporter: Reporter) -> int:
 
 def _cmd_stop(args: argparse.Namespace, reporter: Reporter) -> int:
     return _execution_command(args, reporter, "stop_pipeline")
+
+
+def _trigger_settings(args: argparse.Namespace, *, need_credential: bool) -> Any:
+    from pathlib import Path
+
+    from bridge.trigger.settings import TriggerSettings
+
+    environ = dict(os.environ)
+    if args.routes:
+        path = Path(args.routes)
+        if not path.is_file():
+            raise UserError(f"--routes {args.routes}: file not found")
+        environ["SMBRIDGE_ROUTES"] = path.read_text(encoding="utf-8")
+    if not need_credential and not (
+        environ.get("SMBRIDGE_ADO_SECRET_ARN") or environ.get("SMBRIDGE_ADO_PAT")
+    ):
+        environ["SMBRIDGE_ADO_PAT"] = "unused-in-dry-run"
+    return TriggerSettings.from_environ(environ)
+
+
+def _trigger_runtime(args: argparse.Namespace, reporter: Reporter) -> Any:
+    from bridge.trigger.handler import build_runtime
+
+    settings = _trigger_settings(args, need_credential=True)
+    reporter.add_secret(settings.ado_pat)
+    clients = _clients(args, _config(args), reporter)
+    return build_runtime(settings, session=clients.session())
+
+
+def _cmd_simulate(args: argparse.Namespace, reporter: Reporter) -> int:
+    from bridge.trigger import local
+
+    event = local.read_event(args.event)
+    if args.dry_run:
+        from bridge.trigger.routing import parse_routes
+
+        settings = _trigger_settings(args, need_credential=False)
+        if not settings.routes:
+            raise UserError("--dry-run needs the routes locally: --routes FILE or SMBRIDGE_ROUTES")
+        plan = local.plan_event(event, parse_routes(settings.routes, source="routes"))
+        if plan["action"] == "ignore":
+            reporter.info(f"dry run: ignored: {plan['reason']}")
+        else:
+            request = plan["request"]
+            reporter.info(f"dry run: route {plan['route']}; would send (no call made):")
+            reporter.info(f"{request['method']} {request['url']}")
+            reporter.info(json.dumps(request["body"], indent=2))
+        reporter.result(plan)
+        return 0
+    runtime = _trigger_runtime(args, reporter)
+    try:
+        report = local.simulate(event, runtime)
+    except local.SimulationFailed as exc:
+        _print_requests(reporter, exc.report["requests"])
+        reporter.result(exc.report)
+        raise
+    _print_requests(reporter, report["requests"])
+    reporter.info(
+        f"result: {report['status']}" + (f", run {report['runId']}" if "runId" in report else "")
+    )
+    reporter.result(report)
+    return 0
+
+
+def _print_requests(reporter: Reporter, requests: list[dict[str, Any]]) -> None:
+    for request in requests:
+        reporter.info(f"{request['method']} {request['url']} -> HTTP {request['status']}")
+        if request["body"] is not None:
+            reporter.info(json.dumps(request["body"], indent=2))
+
+
+def _cmd_replay(args: argparse.Namespace, reporter: Reporter) -> int:
+    from bridge.trigger import local
+
+    if args.dry_run:
+        reporter.info(
+            f"dry run: would call sqs:ReceiveMessage(QueueUrl={args.queue_url!r}) up to "
+            f"{args.max_messages} messages, run the trigger on each, and sqs:DeleteMessage "
+            "each one handled (none made)"
+        )
+        reporter.result({"status": "planned", "queue_url": args.queue_url})
+        return 0
+    runtime = _trigger_runtime(args, reporter)
+    sqs = _clients(args, _config(args), reporter).client("sqs")
+    report = local.replay(sqs, args.queue_url, runtime, max_messages=args.max_messages)
+    for item in report.results:
+        reporter.info(json.dumps(item, sort_keys=True))
+    reporter.info(
+        f"replayed {report.received} message(s): {report.handled} handled and deleted, "
+        f"{report.failed} failed and kept"
+    )
+    reporter.result(report.__dict__)
+    return 0 if report.failed == 0 else 3
+
+
+def _cmd_package(args: argparse.Namespace, reporter: Reporter) -> int:
+    from pathlib import Path
+
+    from bridge.trigger.package import build_package
+
+    if args.dry_run:
+        reporter.info(f"dry run: would build {args.out} ({args.mode}, {args.platform})")
+        return 0
+    result = build_package(
+        Path(args.out), mode=args.mode, platform=args.platform, python_version=args.python_version
+    )
+    reporter.info(
+        f"wrote {result.path}: {result.size_bytes / 1e6:.1f} MB zipped, "
+        f"{result.unpacked_bytes / 1e6:.1f} MB unpacked, {result.files} files, "
+        f"sha256 {result.sha256}"
+    )
+    if not result.compiled:
+        reporter.warning(
+            f"no bytecode in the zip: build with Python {args.python_version} for faster cold "
+            "starts (Lambda cannot write .pyc files)"
+        )
+    reporter.output_variable("triggerPackage", str(result.path))
+    reporter.result({**result.__dict__, "path": str(result.path)})
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,20 @@ from bridge.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "bridge.yaml"
 ENV_PREFIX = "SMBRIDGE_"
+# SMBRIDGE_* variables that are not bridge.yaml overrides: the config file's path and the
+# trigger Lambda's settings (bridge/trigger/settings.py).
+NOT_OVERRIDES = frozenset(
+    {
+        "SMBRIDGE_CONFIG",
+        "SMBRIDGE_ROUTES",
+        "SMBRIDGE_ROUTES_PARAMETER",
+        "SMBRIDGE_ADO_SECRET_ARN",
+        "SMBRIDGE_ADO_PAT",
+        "SMBRIDGE_IDEMPOTENCY_TABLE",
+        "SMBRIDGE_IDEMPOTENCY_TTL_SECONDS",
+        "SMBRIDGE_MAX_ATTEMPTS",
+    }
+)
 
 RoleArn = Annotated[
     str,
@@ -148,7 +162,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[s
     """Set ``SMBRIDGE_A__B=v`` as ``data[a][b] = v``; return {key path: variable name}."""
     applied: dict[tuple[str, ...], str] = {}
     for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name == "SMBRIDGE_CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in NOT_OVERRIDES:
             continue
         keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         node = data

@@ -185,10 +185,16 @@ class AwsClients:
     def region(self) -> str | None:
         return self.auth.region
 
+    def session(self) -> boto3.Session:
+        """The boto3 session (created on first use; still no AWS call)."""
+        if self._session is None:
+            self._session = create_session(self.auth, clock=self._clock, base=self._base)
+        return self._session
+
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            if self._session is None:
-                self._session = create_session(self.auth, clock=self._clock, base=self._base)
+            self.session()
+            assert self._session is not None
             if not self._session.region_name:
                 raise UserError(
                     "no AWS region: set region in bridge.yaml, --region, or AWS_DEFAULT_REGION"

@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 
+from bridge.aws.errors import aws_call
 from bridge.azure_devops.client import API_VERSION, organization_url
 from bridge.errors import BridgeError, UserError
 from bridge.trigger.events import parse_event
@@ -93,11 +94,13 @@ def simulate(event: Any, runtime: TriggerRuntime) -> dict[str, Any]:
     report = {**result, "requests": [r.__dict__ for r in recorded]}
     if error is not None:
         report["error"] = str(error)
-        raise _WithReport(error, report)
+        raise SimulationFailed(error, report) from None
     return report
 
 
-class _WithReport(BridgeError):
+class SimulationFailed(BridgeError):
+    """The handler failed; ``report`` still lists the requests it sent."""
+
     def __init__(self, error: BridgeError, report: dict[str, Any]) -> None:
         super().__init__(str(error))
         self.exit_code = error.exit_code
@@ -131,7 +134,9 @@ def replay(
     """
     report = ReplayReport()
     while report.received < max_messages:
-        batch = sqs.receive_message(
+        batch = aws_call(
+            f"SQS ReceiveMessage {queue_url}",
+            sqs.receive_message,
             QueueUrl=queue_url,
             MaxNumberOfMessages=min(DEFAULT_REPLAY_BATCH, max_messages - report.received),
             WaitTimeSeconds=1,
@@ -146,7 +151,12 @@ def replay(
                 report.failed += 1
                 report.results.append({"messageId": message["MessageId"], "error": str(exc)})
                 continue
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            aws_call(
+                "SQS DeleteMessage",
+                sqs.delete_message,
+                QueueUrl=queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+            )
             report.handled += 1
             report.results.append({"messageId": message["MessageId"], **result})
     return report

@@ -1,0 +1,195 @@
+"""smbridge trigger simulate / replay / package."""
+
+from __future__ import annotations
+
+import compileall
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+import responses
+from moto import mock_aws
+
+from bridge.cli import main
+from tests.support.ado_contract import REFERENCE_DIR
+from tests.support.fake_ado import FakeAzureDevOps, Fault
+
+EVENT_FILE = REFERENCE_DIR / "sagemaker-events" / "model-package-approved.json"
+ROUTES = {
+    "routes": {"churn-xgb": {"organization": "contoso", "project": "mlops", "pipelineId": 12}}
+}
+PAT = "LOCAL-PAT-SENTINEL-42"
+
+
+@pytest.fixture(autouse=True)
+def outside_the_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run where no bridge.yaml is (the repository's assumes a role in another account)."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def routes_file(tmp_path: Path) -> Path:
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps(ROUTES))
+    return path
+
+
+@pytest.fixture
+def fake_ado():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield FakeAzureDevOps(pat=PAT).install(mock)
+
+
+def test_simulate_dry_run_sends_nothing(routes_file, fake_ado, capsys):
+    argv = ["trigger", "simulate", "--event", str(EVENT_FILE), "--routes", str(routes_file)]
+    assert main([*argv, "--dry-run", "--output", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert fake_ado.requests == []
+    assert plan["action"] == "start"
+    assert plan["request"]["url"] == (
+        "https://dev.azure.com/contoso/mlops/_apis/pipelines/12/runs?api-version=7.1"
+    )
+    assert plan["request"]["body"]["templateParameters"]["modelPackageVersion"] == "4"
+
+
+def test_simulate_sends_exactly_what_the_dry_run_showed(routes_file, fake_ado, capsys, monkeypatch):
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", PAT)
+    argv = ["trigger", "simulate", "--event", str(EVENT_FILE), "--routes", str(routes_file)]
+    assert main([*argv, "--dry-run", "--output", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--output", "json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["status"] == "started"
+    (sent,) = report["requests"]
+    assert sent["method"] == "POST"
+    assert sent["url"] == plan["request"]["url"]
+    assert sent["body"] == plan["request"]["body"]
+    assert len(fake_ado.runs) == 1
+    assert PAT not in captured.out + captured.err
+
+
+def test_simulate_failure_prints_the_request_and_exits_3(
+    routes_file, fake_ado, capsys, monkeypatch
+):
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", PAT)
+    fake_ado.faults.append(Fault("status", 403))
+    argv = ["trigger", "simulate", "--event", str(EVENT_FILE), "--routes", str(routes_file)]
+    assert main(argv) == 3
+    captured = capsys.readouterr()
+    assert "POST https://dev.azure.com/contoso/mlops/_apis/pipelines/12/runs" in captured.out
+    assert "HTTP 403" in captured.err
+    assert PAT not in captured.out + captured.err
+
+
+def test_simulate_ignores_a_rejected_event(routes_file, tmp_path, capsys):
+    event = json.loads(EVENT_FILE.read_text())
+    event["detail"]["ModelApprovalStatus"] = "Rejected"
+    file = tmp_path / "rejected.json"
+    file.write_text(json.dumps(event))
+    assert main(["trigger", "simulate", "--event", str(file), "--routes", str(routes_file),
+                 "--dry-run"]) == 0  # fmt: skip
+    assert "ignored: status Rejected" in capsys.readouterr().out
+
+
+def test_simulate_bad_event_file(routes_file, tmp_path, capsys):
+    file = tmp_path / "bad.json"
+    file.write_text("{nope")
+    assert main(["trigger", "simulate", "--event", str(file), "--routes", str(routes_file)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_replay_redrives_the_dlq_once(routes_file, capsys, monkeypatch):
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", PAT)
+    event = json.loads(EVENT_FILE.read_text())
+    # moto patches requests too: the Azure DevOps fake goes on top of it, not under it.
+    with mock_aws(), responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake_ado = FakeAzureDevOps(pat=PAT).install(mock)
+        sqs = boto3.client("sqs", region_name="eu-west-1")
+        url = sqs.create_queue(QueueName="trigger-dlq")["QueueUrl"]
+        dynamodb = boto3.client("dynamodb", region_name="eu-west-1")
+        dynamodb.create_table(
+            TableName="idem",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        monkeypatch.setenv("SMBRIDGE_IDEMPOTENCY_TABLE", "idem")
+        # An EventBridge target DLQ message (the event) and a Lambda on-failure record of a
+        # duplicate of the same approval: one run in all.
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+        duplicate = {**event, "id": "another-delivery"}
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=json.dumps({"requestContext": {}, "requestPayload": duplicate}),
+        )
+        argv = ["trigger", "replay", "--queue-url", url, "--routes", str(routes_file),
+                "--region", "eu-west-1"]  # fmt: skip
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "2 handled and deleted, 0 failed" in out
+        assert len(fake_ado.runs) == 1
+        assert "Messages" not in sqs.receive_message(QueueUrl=url)
+        assert main(argv) == 0  # an empty queue is fine
+        assert "replayed 0 message(s)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_package_imports_in_a_clean_venv_without_the_sagemaker_sdk(tmp_path, capsys):
+    out = tmp_path / "trigger.zip"
+    assert main(["trigger", "package", "--mode", "environment", "--out", str(out),
+                 "--output", "json"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    size_mb = report["size_bytes"] / 1e6
+    print(f"trigger zip: {size_mb:.2f} MB zipped, {report['unpacked_bytes'] / 1e6:.2f} MB unpacked")
+    assert size_mb < 15  # far from Lambda's 50 MB zip limit
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        archive.extractall(tmp_path / "function")
+    assert "bridge/trigger/handler.py" in names
+    assert not any(name.startswith(("sagemaker", "boto3/", "botocore/")) for name in names)
+    assert "bridge/sagemaker_build.py" not in names
+    # The Lambda runtime's own boto3: the same copier, from this environment.
+    from bridge.trigger import package
+
+    runtime = tmp_path / "runtime"
+    for name in package.distribution_closure(("boto3",), frozenset()):
+        package_dist = __import__("importlib.metadata").metadata.distribution(name)
+        for file in package_dist.files or []:
+            source = Path(package_dist.locate_file(file))
+            if source.is_file() and "__pycache__" not in Path(str(file)).parts:
+                target = runtime / Path(str(file))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(source.read_bytes())
+    compileall.compile_dir(runtime, quiet=1)  # as the Lambda runtime's own boto3 is
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    probe = (
+        "import sys;"
+        "import bridge.trigger.handler as h;"
+        "assert callable(h.lambda_handler);"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('sagemaker', 'yaml', 'moto')];"
+        "print(bad)"
+    )
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe],
+        env={"PYTHONPATH": f"{tmp_path / 'function'}:{runtime}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert report["compiled"] is True  # bytecode inside: no compiling at a cold start
+
+
+def test_trigger_variables_are_not_config_overrides():
+    from bridge.config import NOT_OVERRIDES
+    from bridge.trigger.settings import TriggerSettings
+
+    trigger_variables = {f"SMBRIDGE_{name.upper()}" for name in TriggerSettings.model_fields}
+    assert trigger_variables <= NOT_OVERRIDES
