@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,21 @@ from bridge.trigger.handler import TriggerRuntime, handle, run_request_body
 from bridge.trigger.routing import RoutingTable
 
 DEFAULT_REPLAY_BATCH = 10
+
+
+class LocalContext:
+    """A Lambda context for local runs: the same time budget as the deployed function."""
+
+    function_name = "smbridge-trigger-local"
+    memory_limit_in_mb = 0
+    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:smbridge-trigger-local"
+    aws_request_id = "local"
+
+    def __init__(self, timeout_seconds: float = 60.0) -> None:
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def read_event(path: str | Path) -> Any:
@@ -88,7 +104,7 @@ def simulate(event: Any, runtime: TriggerRuntime) -> dict[str, Any]:
     recorded = record_requests(runtime)
     error = None
     try:
-        result = handle(event, None, runtime)
+        result = handle(event, LocalContext(), runtime)
     except BridgeError as exc:
         result, error = {"status": "failed"}, exc
     report = {**result, "requests": [r.__dict__ for r in recorded]}
@@ -146,7 +162,7 @@ def replay(
         for message in batch:
             report.received += 1
             try:
-                result = handle(event_of_message(message["Body"]), None, runtime)
+                result = handle(event_of_message(message["Body"]), LocalContext(), runtime)
             except (BridgeError, ValueError) as exc:
                 report.failed += 1
                 report.results.append({"messageId": message["MessageId"], "error": str(exc)})

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Run checkov on the CloudFormation templates in infra/ and exit non-zero on any finding.
+#
+# checkov pins an old boto3, so it lives in its own virtual environment, never in the project's:
+# CHECKOV_VENV (default: .venv-checkov inside the repository, git-ignored) is
+# created on first use and re-created when it does not hold the pinned version.
+# Suppressions live in the templates (resource Metadata "checkov: skip:" with a written reason).
+# --skip-download keeps checkov offline (no Prisma Cloud guidelines or policies are fetched).
+#
+# Usage: scripts/checkov.sh [extra checkov arguments]     e.g. scripts/checkov.sh -o json
+set -euo pipefail
+
+CHECKOV_VERSION="3.3.30"
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CHECKOV_VENV="${CHECKOV_VENV:-$REPO_ROOT/.venv-checkov}"
+PYTHON="${PYTHON:-python3}"
+
+installed_version() {
+    "$CHECKOV_VENV/bin/python" -c \
+        'from importlib.metadata import version; print(version("checkov"))' 2>/dev/null || true
+}
+
+if [[ "$(installed_version)" != "$CHECKOV_VERSION" ]]; then
+    echo "checkov.sh: installing checkov==$CHECKOV_VERSION into $CHECKOV_VENV" >&2
+    "$PYTHON" -m venv --clear "$CHECKOV_VENV"
+    "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "checkov==$CHECKOV_VERSION"
+fi
+
+cd "$REPO_ROOT"
+status=0
+output="$("$CHECKOV_VENV/bin/checkov" \
+    --directory infra \
+    --framework cloudformation \
+    --quiet \
+    --compact \
+    --skip-download \
+    "$@")" || status=$?
+printf '%s\n' "$output"
+# checkov exits 0 when it cannot parse a template (it reports "Parsing errors: N" and scans
+# nothing in it): treat that as a finding too.
+if [[ $status -eq 0 ]] && grep -q "Parsing errors:" <<<"$output"; then
+    echo "checkov.sh: checkov could not parse a template (see above)" >&2
+    status=1
+fi
+exit "$status"
