@@ -28,6 +28,9 @@ COMMANDS = {
     "smbridge pipeline start --wait --dry-run": [
         sys.executable, "-m", "bridge", "pipeline", "start", "--wait", "--dry-run",
     ],
+    "import bridge.trigger.handler (Lambda cold import)": [
+        sys.executable, "-c", "import bridge.trigger.handler",
+    ],
     "smbridge pipeline build (SageMaker SDK, offline)": [
         sys.executable, "-m", "bridge", "pipeline", "build",
     ],

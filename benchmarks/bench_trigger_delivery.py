@@ -47,6 +47,7 @@ FAULTS = [
     Fault("timeout", processed=True),
     Fault("connection"),
     "crash",  # the Lambda dies after the run was created, before the record is completed
+    "outage",  # more consecutive 502s than one invocation retries: the invocation fails
 ]  # fmt: skip
 
 
@@ -94,6 +95,8 @@ def inject(ado: FakeAzureDevOps, rng: random.Random, persistence, state: dict) -
     fault = rng.choice(FAULTS)
     if fault == "crash":
         state["crash"] = True
+    elif fault == "outage":
+        ado.faults.extend(Fault("status", 502) for _ in range(8))
     elif fault is not None:
         ado.faults.append(copy.deepcopy(fault))
 
@@ -174,7 +177,9 @@ def run_baseline(events: list[dict], rng: random.Random) -> dict:
             for _ in range(4):
                 ado.faults.clear()
                 fault = rng.choice(FAULTS)
-                if fault not in (None, "crash"):
+                if fault == "outage":
+                    ado.faults.extend(Fault("status", 502) for _ in range(8))
+                elif fault not in (None, "crash"):
                     ado.faults.append(copy.deepcopy(fault))
                 try:
                     client.run_pipeline("mlops", 12, template_parameters={
