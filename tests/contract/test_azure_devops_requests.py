@@ -1,0 +1,80 @@
+"""Every Azure DevOps request the bridge makes, held against the official OpenAPI specs in
+../shared/reference/ (method, path, api-version, query parameters, body)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+import pytest
+import responses
+
+from bridge.azure_devops.client import AzureDevOpsClient
+from bridge.azure_devops.credentials import SecretCredential
+from tests.support.ado_contract import AzureDevOpsContract
+
+CONTRACT = AzureDevOpsContract()
+
+
+@pytest.fixture
+def recorded():
+    calls: list[tuple[str, str, object]] = []
+
+    def answer(request):
+        calls.append((request.method, request.url, request.body))
+        if "/_apis/build/builds" in request.url:
+            return 200, {}, json.dumps({"count": 0, "value": []})
+        return 200, {}, json.dumps({"id": 7, "name": "r", "state": "inProgress"})
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        for method in ("GET", "POST"):
+            mock.add_callback(method, re.compile(r"https://dev\.azure\.com/.*"), answer)
+        yield calls
+
+
+def client() -> AzureDevOpsClient:
+    return AzureDevOpsClient("contoso", SecretCredential(lambda: "pat", source="test"))
+
+
+def test_run_pipeline_request_fits_runs_run_pipeline(recorded):
+    client().run_pipeline(
+        "ML Ops",
+        12,
+        template_parameters={"modelPackageArn": "arn", "modelPackageVersion": "4"},
+        ref_name="refs/heads/main",
+    )
+    ((method, url, body),) = recorded
+    assert CONTRACT.check(method, url, body) == "Runs_Run Pipeline"
+    assert "/ML%20Ops/" in url  # the project name is escaped
+
+
+def test_list_builds_request_fits_builds_list(recorded):
+    client().list_builds("mlops", 12, min_time=datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
+    ((method, url, body),) = recorded
+    assert CONTRACT.check(method, url, body) == "Builds_List"
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "problem"),
+    [
+        ("POST", "https://dev.azure.com/o/p/_apis/pipelines/12/runs?api-version=7.1",
+         {"templateParameters": {"v": 4}}, "is not of type 'string'"),
+        ("POST", "https://dev.azure.com/o/p/_apis/pipelines/12/runs?api-version=7.1",
+         {"templateParameter": {}}, "unknown body property"),
+        ("POST", "https://dev.azure.com/o/p/_apis/pipelines/12/runs", {}, "api-version missing"),
+        ("POST", "https://dev.azure.com/o/p/_apis/pipelines/12/runs?api-version=6.0", {},
+         "must be 7.1"),
+        ("POST", "https://dev.azure.com/o/p/_apis/pipelines/abc/runs?api-version=7.1", {},
+         "must be an integer"),
+        ("GET", "https://dev.azure.com/o/p/_apis/build/builds?definition=12&api-version=7.1",
+         None, "undeclared query parameter 'definition'"),
+        ("PUT", "https://dev.azure.com/o/p/_apis/pipelines/12/runs?api-version=7.1", {},
+         "no such operation"),
+        ("POST", "http://dev.azure.com/o/p/_apis/pipelines/12/runs?api-version=7.1", {},
+         "https only"),
+    ],
+)  # fmt: skip
+def test_the_contract_rejects_what_the_service_would(method, url, body, problem):
+    with pytest.raises(Exception, match=problem):
+        CONTRACT.check(method, url, json.dumps(body) if body is not None else None)
