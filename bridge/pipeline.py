@@ -213,10 +213,14 @@ def _upsert_plan(
 ) -> list[PlannedCall]:
     calls = [PlannedCall("sagemaker", "DescribePipeline", {"PipelineName": spec.name})]
     changed = "if missing or any of definition/role/description/parallelism differs"
-    for upload in built.uploads:
+    if built.uploads:
+        prefixes = sorted({u.s3_uri.rsplit("/code/", 1)[0] + "/code/" for u in built.uploads})
         calls.append(
             PlannedCall(
-                "s3", "HeadObject+PutObject", {"Uri": upload.s3_uri}, f"{changed}; if absent"
+                "s3",
+                "HeadObject+PutObject",
+                {"Files": len(built.uploads), "Under": ", ".join(prefixes)},
+                f"{changed}; only files not in S3 yet (content-addressed keys)",
             )
         )
     definition_arg: dict[str, Any] = {"PipelineDefinition": f"<{built.size_bytes} bytes>"}
