@@ -94,6 +94,13 @@ class StageSettings(_Strict):
     deploy_role_arn: RoleArn | None = None
 
 
+class ModelRegistrySettings(_Strict):
+    """Where approved model packages may come from (model-deploy's Prepare stage checks it)."""
+
+    account_id: AccountId | None = Field(None, description="the central registry account")
+    region: Region | None = Field(None, description="default: the top-level region")
+
+
 class AzureDevOpsSettings(_Strict):
     """Where the Azure DevOps side lives."""
 
@@ -108,6 +115,7 @@ class BridgeConfig(_Strict):
 
     region: Region | None = None
     model_package_group: ResourceName | None = None
+    model_registry: ModelRegistrySettings = Field(default_factory=ModelRegistrySettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     stages: dict[str, StageSettings] = Field(default_factory=dict)

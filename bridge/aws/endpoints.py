@@ -1,0 +1,105 @@
+"""SageMaker runtime invocations and batch transform jobs (boto3 only)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from bridge.aws.errors import aws_call, describe
+from bridge.errors import ServiceError, WaitTimeout
+
+
+@dataclass(frozen=True)
+class Invocation:
+    status: int
+    body: str
+    latency_ms: float
+    error: str = ""
+
+
+def invoke(
+    runtime: Any,
+    endpoint: str,
+    body: str,
+    *,
+    content_type: str,
+    accept: str,
+    monotonic: Callable[[], float] = time.perf_counter,
+) -> Invocation:
+    """One InvokeEndpoint; a model error is a result (status and message), not an exception."""
+    started = monotonic()
+    try:
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint, ContentType=content_type, Accept=accept, Body=body.encode()
+        )
+    except ClientError as exc:
+        elapsed = (monotonic() - started) * 1000
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if exc.response.get("Error", {}).get("Code") in ("ValidationError", "ModelError"):
+            return Invocation(status or 400, "", elapsed, describe(exc))
+        raise ServiceError(f"InvokeEndpoint {endpoint} failed: {describe(exc)}") from exc
+    payload = response["Body"].read().decode("utf-8", "replace")
+    elapsed = (monotonic() - started) * 1000
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 200))
+    return Invocation(status, payload, elapsed)
+
+
+def run_transform_job(
+    sagemaker: Any,
+    *,
+    job_name: str,
+    model_name: str,
+    input_s3_uri: str,
+    output_s3_uri: str,
+    instance_type: str,
+    instance_count: int,
+    content_type: str,
+    split_type: str,
+    progress: Callable[[str], None],
+    timeout_seconds: float = 6 * 3600,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """CreateTransformJob (idempotent by name: an existing job is followed, not restarted)."""
+    try:
+        sagemaker.create_transform_job(
+            TransformJobName=job_name,
+            ModelName=model_name,
+            TransformInput={
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_s3_uri}},
+                "ContentType": content_type,
+                "SplitType": split_type,
+            },
+            TransformOutput={"S3OutputPath": output_s3_uri, "AssembleWith": "Line"},
+            TransformResources={"InstanceType": instance_type, "InstanceCount": instance_count},
+        )
+        progress(f"transform job {job_name} started")
+    except ClientError as exc:
+        if "already exists" not in describe(exc).lower():
+            raise ServiceError(f"CreateTransformJob {job_name} failed: {describe(exc)}") from exc
+        progress(f"transform job {job_name} exists; following it")
+    started = monotonic()
+    last = ""
+    interval = 10.0
+    while True:
+        job = aws_call(
+            "DescribeTransformJob", sagemaker.describe_transform_job, TransformJobName=job_name
+        )
+        status = job.get("TransformJobStatus", "")
+        if status != last:
+            progress(f"transform job {job_name}: {status}")
+            last = status
+        if status == "Completed":
+            return job
+        if status in ("Failed", "Stopped"):
+            raise ServiceError(
+                f"transform job {job_name} {status}: {job.get('FailureReason', 'no reason given')}"
+            )
+        if monotonic() - started > timeout_seconds:
+            raise WaitTimeout(f"transform job {job_name} still {status} after the timeout")
+        sleep(interval)
+        interval = min(60.0, interval * 1.5)

@@ -1,0 +1,375 @@
+"""Model deploy as SDK functions: ``prepare_release`` (the Prepare stage) and ``deploy_stage``
+(one CloudFormation stack per stage and model, in the stage's account).
+
+Example::
+
+    from bridge import AwsAuth, AwsClients, DeployParams, deploy_stage
+    clients = AwsClients(AwsAuth(region="eu-west-1"))
+    result = deploy_stage(DeployParams(stage="staging", model_package_arn=arn,
+                                       config_file="model-deploy/config/staging.json"),
+                          clients=clients)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.agent import AgentRun
+from bridge.aws import registry
+from bridge.aws.endpoints import run_transform_job
+from bridge.aws.session import AwsAuth, AwsClients
+from bridge.aws.stacks import deploy_stack
+from bridge.deploy_config import StageConfig, load_stage_config
+from bridge.errors import UserError
+from bridge.output import Reporter
+from bridge.plan import PlannedCall
+
+TEMPLATES = {
+    "realtime": "realtime.yaml",
+    "serverless": "serverless.yaml",
+    "async": "async.yaml",
+    "batch": "batch-model.yaml",
+}
+NAME_LIMIT = 63  # SageMaker model, endpoint config and endpoint names
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PrepareParams(_Params):
+    model_package_arn: str | None = None
+    group: str | None = None
+    out_dir: Path
+    stage_configs: list[Path]
+    allowed_account: str | None = None
+    allowed_region: str | None = None
+    templates_dir: Path = Path("model-deploy/templates")
+
+
+class DeployParams(_Params):
+    stage: str
+    model_package_arn: str
+    config_file: Path
+    templates_dir: Path = Path("model-deploy/templates")
+    dry_run: bool = False
+    timeout_seconds: float = Field(3 * 3600, gt=0)
+
+
+class StagePlan(BaseModel):
+    stage: str
+    account_id: str
+    region: str
+    stack_name: str
+    template: str
+    parameters: dict[str, str]
+    tags: dict[str, str]
+    endpoint_name: str | None = None
+
+
+class PrepareResult(BaseModel):
+    model_package: dict[str, Any]
+    stages: list[StagePlan]
+    out_dir: str
+
+
+class DeployResult(BaseModel):
+    stage: str
+    stack_name: str
+    action: str
+    status: str
+    endpoint_name: str | None = None
+    endpoint_arn: str | None = None
+    model_name: str | None = None
+    transform_job: str | None = None
+    planned_calls: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _name(base: str, suffix: str, limit: int = NAME_LIMIT) -> str:
+    """``base-suffix`` within ``limit`` characters: the base is cut, the suffix kept."""
+    room = limit - len(suffix) - 1
+    return f"{base[:room].rstrip('-')}-{suffix}"
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def render_stage(config: StageConfig, package: registry.ModelPackageArn) -> StagePlan:
+    """The stack name, template and CloudFormation parameters for ``package`` on a stage."""
+    inference = config.inference
+    base = f"{config.name_prefix}-{package.group}"
+    model_name = _name(
+        base, f"v{package.version}-{config.stage}-{_digest(package.arn, config.execution_role_arn)}"
+    )
+    parameters: dict[str, str] = {
+        "ModelPackageArn": package.arn,
+        "ModelName": model_name,
+        "ExecutionRoleArn": config.execution_role_arn,
+        "NamePrefix": config.name_prefix,
+        "StageName": config.stage,
+        "KmsKeyArn": "",
+    }
+    endpoint_name = None
+    if inference.type != "batch":
+        endpoint_name = _name(base, config.stage)
+        parameters["EndpointName"] = endpoint_name
+    if inference.type == "realtime":
+        scaling, deployment, capture = inference.autoscaling, config.deployment, config.data_capture
+        parameters |= {
+            "InstanceType": inference.instance_type,
+            "InitialInstanceCount": str(inference.instance_count),
+            "MinCapacity": str(scaling.min_capacity),
+            "MaxCapacity": str(scaling.max_capacity),
+            "TargetInvocationsPerInstance": str(scaling.target_invocations_per_instance),
+            "DataCaptureEnabled": str(capture.enabled).lower(),
+            "DataCaptureS3Uri": capture.s3_uri,
+            "DataCaptureSamplingPercent": str(capture.sampling_percent),
+            "DeploymentStrategy": deployment.strategy,
+            "CanarySizePercent": str(deployment.canary_size_percent),
+            "LinearStepPercent": str(deployment.linear_step_percent),
+            "WaitIntervalSeconds": str(deployment.wait_interval_seconds),
+            "TerminationWaitSeconds": str(deployment.termination_wait_seconds),
+            "MaximumExecutionTimeoutSeconds": str(deployment.maximum_execution_timeout_seconds),
+            "RollbackAlarmNames": ",".join(deployment.rollback_alarm_names),
+        }
+    elif inference.type == "serverless":
+        parameters |= {
+            "MemorySizeInMB": str(inference.memory_size_mb),
+            "MaxConcurrency": str(inference.max_concurrency),
+            "ProvisionedConcurrency": str(inference.provisioned_concurrency),
+        }
+    elif inference.type == "async":
+        parameters |= {
+            "InstanceType": inference.instance_type,
+            "InitialInstanceCount": str(inference.instance_count),
+            "MinCapacity": str(inference.autoscaling.min_capacity),
+            "MaxCapacity": str(inference.autoscaling.max_capacity),
+            "OutputS3Uri": inference.output_s3_uri,
+            "FailureS3Uri": inference.failure_s3_uri,
+            "MaxConcurrentInvocationsPerInstance": str(
+                inference.max_concurrent_invocations_per_instance
+            ),
+        }
+    if endpoint_name is not None:
+        # A new model version or a changed setting gets a new endpoint config: the update of
+        # the same endpoint that SageMaker runs blue/green (with the configured guardrails).
+        parameters["EndpointConfigName"] = _name(
+            base, f"v{package.version}-{config.stage}-{_digest(parameters)}"
+        )
+    tags = {
+        **config.tags,
+        "smbridge:stage": config.stage,
+        "smbridge:model-package-group": package.group,
+        "smbridge:model-package-version": str(package.version),
+    }
+    return StagePlan(
+        stage=config.stage,
+        account_id=config.account_id,
+        region=config.region,
+        stack_name=_name(f"{config.name_prefix}-{package.group}", config.stage, 128),
+        template=TEMPLATES[inference.type],
+        parameters=parameters,
+        tags=tags,
+        endpoint_name=endpoint_name,
+    )
+
+
+def _require_approved(package: registry.ModelPackage) -> None:
+    if not package.approved:
+        raise UserError(
+            f"model package {package.arn} is {package.status}, not Approved: approve it first "
+            f"(smbridge registry approve {package.arn} --comment …)"
+        )
+
+
+def prepare_release(
+    params: PrepareParams, *, clients: AwsClients, reporter: Reporter | None = None
+) -> PrepareResult:
+    """Validate and resolve the package, refuse unless Approved, render every stage."""
+    reporter = reporter or Reporter()
+    sagemaker = clients.client("sagemaker")
+    if params.model_package_arn:
+        wanted = registry.ModelPackageArn.parse(params.model_package_arn)
+        if params.allowed_account and wanted.account != params.allowed_account:
+            raise UserError(
+                f"--model-package-arn: account {wanted.account} is not the model registry's "
+                f"({params.allowed_account}, model_registry.account_id in bridge.yaml)"
+            )
+        if params.allowed_region and wanted.region != params.allowed_region:
+            raise UserError(
+                f"--model-package-arn: region {wanted.region} is not the model registry's "
+                f"({params.allowed_region})"
+            )
+        package = registry.describe_model_package(sagemaker, wanted.arn)
+    elif params.group:
+        found = registry.latest_model_package(sagemaker, params.group, status="Approved")
+        if found is None:
+            raise UserError(f"model package group {params.group} has no Approved version")
+        package = found
+        reporter.info(f"newest Approved version of {params.group}: {package.arn}")
+    else:
+        raise UserError("give --model-package-arn, or --group for its newest Approved version")
+    _require_approved(package)
+    parsed = registry.ModelPackageArn.parse(package.arn)
+    params.out_dir.mkdir(parents=True, exist_ok=True)
+    plans = []
+    for file in params.stage_configs:
+        plan = render_stage(load_stage_config(file), parsed)
+        (params.out_dir / f"{plan.stage}.json").write_text(
+            json.dumps(plan.model_dump(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        reporter.info(f"stage {plan.stage}: stack {plan.stack_name} ({plan.template})")
+        plans.append(plan)
+    reporter.output_variable("modelPackageArn", package.arn)
+    reporter.output_variable("modelPackageVersion", str(package.version))
+    reporter.output_variable("modelPackageGroupName", package.group)
+    return PrepareResult(model_package=package.summary(), stages=plans, out_dir=str(params.out_dir))
+
+
+def stage_clients(config: StageConfig, base: AwsClients) -> AwsClients:
+    """Clients in the stage's account: its deploy role assumed from the caller's credentials."""
+    if not config.deploy_role_arn:
+        return AwsClients(AwsAuth(region=config.region, profile=base.auth.profile))
+    auth = AwsAuth(
+        region=config.region,
+        role_arn=config.deploy_role_arn,
+        role_session_name=f"smbridge-deploy-{config.stage}",
+        duration_seconds=3600,  # the maximum for a chained role
+    )
+    return AwsClients(auth, base=base.session())
+
+
+def deploy_stage(
+    params: DeployParams,
+    *,
+    clients: AwsClients | None = None,
+    reporter: Reporter | None = None,
+    stage_clients_factory: Callable[[StageConfig, AwsClients], AwsClients] = stage_clients,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> DeployResult:
+    """Deploy an Approved model package onto one stage and wait for the end."""
+    reporter = reporter or Reporter()
+    config = load_stage_config(params.config_file)
+    if config.stage != params.stage:
+        raise UserError(
+            f"--stage {params.stage} but {params.config_file} is for stage {config.stage}"
+        )
+    package_arn = registry.ModelPackageArn.parse(params.model_package_arn)
+    plan = render_stage(config, package_arn)
+    template_file = params.templates_dir / plan.template
+    if not template_file.is_file():
+        raise UserError(f"{template_file}: template not found; check --templates-dir")
+    if params.dry_run:
+        return _deploy_plan(params, config, plan, template_file, reporter)
+    if clients is None:
+        raise UserError("deploy needs AWS clients (or dry_run=True)")
+    target = stage_clients_factory(config, clients)
+    with reporter.group(f"Deploy {package_arn.group} v{package_arn.version} to {config.stage}"):
+        _require_approved(
+            registry.describe_model_package(target.client("sagemaker"), package_arn.arn)
+        )
+        run = AgentRun.from_environ()
+        tags = {**plan.tags, **run.tags()}
+        result = deploy_stack(
+            target.client("cloudformation"),
+            stack_name=plan.stack_name,
+            template_body=template_file.read_text(encoding="utf-8"),
+            parameters=plan.parameters,
+            tags=tags,
+            progress=reporter.progress,
+            timeout_seconds=params.timeout_seconds,
+            sleep=sleep,
+            monotonic=monotonic,
+        )
+        reporter.info(f"stack {plan.stack_name}: {result.action} ({result.status})")
+    outputs = result.outputs
+    deployed = DeployResult(
+        stage=config.stage,
+        stack_name=plan.stack_name,
+        action=result.action,
+        status=result.status,
+        endpoint_name=outputs.get("EndpointName"),
+        endpoint_arn=outputs.get("EndpointArn"),
+        model_name=outputs.get("ModelName", plan.parameters["ModelName"]),
+    )
+    if config.inference.type == "batch":
+        inference = config.inference
+        job_name = _name(plan.parameters["ModelName"], _digest(inference.model_dump()))
+        run_transform_job(
+            target.client("sagemaker"),
+            job_name=job_name,
+            model_name=deployed.model_name or plan.parameters["ModelName"],
+            input_s3_uri=inference.input_s3_uri,
+            output_s3_uri=inference.output_s3_uri,
+            instance_type=inference.instance_type,
+            instance_count=inference.instance_count,
+            content_type=inference.content_type,
+            split_type=inference.split_type,
+            progress=reporter.progress,
+            sleep=sleep,
+            monotonic=monotonic,
+        )
+        deployed.transform_job = job_name
+    reporter.output_variable("stackName", plan.stack_name)
+    if deployed.endpoint_name:
+        reporter.output_variable("endpointName", deployed.endpoint_name)
+    if deployed.endpoint_arn:
+        reporter.output_variable("endpointArn", deployed.endpoint_arn)
+    return deployed
+
+
+def _deploy_plan(
+    params: DeployParams,
+    config: StageConfig,
+    plan: StagePlan,
+    template_file: Path,
+    reporter: Reporter,
+) -> DeployResult:
+    role = config.deploy_role_arn or "(the caller's credentials)"
+    arn = plan.parameters["ModelPackageArn"]
+    planned = [
+        PlannedCall("sagemaker", "DescribeModelPackage", {"ModelPackageName": arn}, "Approved?"),
+        PlannedCall(
+            "cloudformation",
+            "CreateChangeSet",
+            {
+                "StackName": plan.stack_name,
+                "ChangeSetType": "CREATE or UPDATE (whichever applies)",
+                "TemplateBody": str(template_file),
+                "Parameters": plan.parameters,
+                "Tags": plan.tags,
+            },
+        ),
+        PlannedCall(
+            "cloudformation",
+            "ExecuteChangeSet",
+            {"StackName": plan.stack_name},
+            "then wait, printing each stack event once",
+        ),
+    ]
+    if config.deploy_role_arn:
+        planned.insert(0, PlannedCall("sts", "AssumeRole", {"RoleArn": role}))
+    with reporter.group(f"Dry run: the change set deploy would create on {config.stage} (no call)"):
+        reporter.info(f"account {config.account_id}, region {config.region}, role {role}")
+        reporter.info(f"stack {plan.stack_name} from {template_file}")
+        for key, value in plan.parameters.items():
+            reporter.info(f"  {key} = {value}")
+        for call in planned:
+            reporter.info(call.describe())
+    return DeployResult(
+        stage=config.stage,
+        stack_name=plan.stack_name,
+        action="planned",
+        status="planned",
+        endpoint_name=plan.endpoint_name,
+        planned_calls=[c.as_dict() for c in planned],
+    )
