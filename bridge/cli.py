@@ -33,18 +33,19 @@ EXIT_CODES = """exit codes:
   1    internal error (a bug: rerun with --debug and report it)
   2    bad input: config, argument, parameter or definition
   3    an AWS call failed
-  4    the pipeline execution Failed or was Stopped
+  4    the pipeline execution Failed or was Stopped / an endpoint test failed
   5    --timeout expired (the execution was stopped)
   6    no usable AWS credentials / role could not be assumed
   130  cancelled by SIGINT/SIGTERM (the execution was stopped)
 """
 
 
-def _common_options() -> argparse.ArgumentParser:
+def _common_options(*, config_flag: str = "--config") -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("common options")
     group.add_argument(
-        "--config",
+        config_flag,
+        dest="config",
         default=os.environ.get("SMBRIDGE_CONFIG"),
         help="bridge.yaml to read (default: ./bridge.yaml if present; env SMBRIDGE_CONFIG)",
     )
@@ -127,6 +128,97 @@ def build_parser() -> argparse.ArgumentParser:
         sub = add(name, text, handler)
         sub.add_argument("--execution-arn", help="the execution (default: latest of the pipeline)")
         sub.add_argument("--pipeline-name", help="pipeline name (pipeline.name)")
+
+    def add_leaf(
+        parent: Any,
+        name: str,
+        help_text: str,
+        handler: Callable[..., int],
+        parents: argparse.ArgumentParser = common,
+    ) -> argparse.ArgumentParser:
+        sub = parent.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[parents],
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    prepare = add_leaf(
+        commands,
+        "prepare",
+        "model-deploy's Prepare stage: validate and resolve the package, refuse unless "
+        "Approved, render each stage's deployment parameters",
+        _cmd_prepare,
+    )
+    source = prepare.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-package-arn", help="the model package version to deploy")
+    source.add_argument("--group", help="a model package group: its newest Approved version")
+    prepare.add_argument("--out", required=True, help="folder for <stage>.json files")
+    prepare.add_argument(
+        "--stage-config",
+        action="append",
+        help="stage config files (default: model-deploy/config/*.json)",
+    )
+    prepare.add_argument("--templates-dir", default="model-deploy/templates")
+
+    deploy = add_leaf(
+        commands,
+        "deploy",
+        "deploy an Approved model package onto a stage (one CloudFormation stack, change sets)",
+        _cmd_deploy,
+        # --config is the stage config here (as in model-deploy.yml); bridge.yaml is optional.
+        parents=_common_options(config_flag="--bridge-config"),
+    )
+    deploy.add_argument("--stage", required=True, help="stage name, e.g. staging")
+    deploy.add_argument("--model-package-arn", required=True)
+    deploy.add_argument(
+        "--config", dest="stage_config", required=True, help="model-deploy/config/<stage>.json"
+    )
+    deploy.add_argument("--templates-dir", default="model-deploy/templates")
+    deploy.add_argument("--timeout", default="3h", help="stop waiting after this (default 3h)")
+
+    registry_parser = commands.add_parser("registry", help="SageMaker Model Registry")
+    registry_actions = registry_parser.add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    latest = add_leaf(registry_actions, "latest", "the newest version of a group", _cmd_latest)
+    latest.add_argument("--group", help="model package group (default: model_package_group)")
+    latest.add_argument(
+        "--status",
+        default="Approved",
+        choices=["Approved", "Rejected", "PendingManualApproval", "any"],
+    )
+    describe_parser = add_leaf(registry_actions, "describe", "one model package", _cmd_describe)
+    describe_parser.add_argument("arn")
+    for name, status in (("approve", "Approved"), ("reject", "Rejected")):
+        sub = add_leaf(
+            registry_actions, name, f"set a model package {status}, recording who and why",
+            _cmd_set_status,
+        )  # fmt: skip
+        sub.set_defaults(status=status)
+        sub.add_argument("arn")
+        sub.add_argument("--comment", required=True, help="why (recorded in the package)")
+        sub.add_argument(
+            "--approver", help="who (default: the Azure DevOps requester or AWS identity)"
+        )
+
+    endpoint = commands.add_parser("endpoint", help="SageMaker endpoints")
+    endpoint_actions = endpoint.add_subparsers(dest="action", metavar="ACTION", required=True)
+    endpoint_test = add_leaf(
+        endpoint_actions, "test", "invoke an endpoint with real sample rows and check the answers",
+        _cmd_endpoint_test,
+    )  # fmt: skip
+    endpoint_test.add_argument("--endpoint", required=True)
+    endpoint_test.add_argument("--payload", help="rows to send (default: from --stage-config)")
+    endpoint_test.add_argument("--expect", help="expectations JSON (default: from --stage-config)")
+    endpoint_test.add_argument(
+        "--stage-config", help="model-deploy/config/<stage>.json: region, role, test files"
+    )
+    endpoint_test.add_argument("--junit", help="write JUnit XML here")
 
     trigger = commands.add_parser("trigger", help="the approval trigger (Lambda)")
     trigger_actions = trigger.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -479,6 +571,156 @@ def _cmd_package(args: argparse.Namespace, reporter: Reporter) -> int:
         )
     reporter.output_variable("triggerPackage", str(result.path))
     reporter.result({**result.__dict__, "path": str(result.path)})
+    return 0
+
+
+def _stage_configs(args: argparse.Namespace) -> list[Any]:
+    from pathlib import Path
+
+    files = [Path(f) for f in args.stage_config] if args.stage_config else sorted(
+        Path("model-deploy/config").glob("*.json")
+    )  # fmt: skip
+    if not files:
+        raise UserError("no stage configs: pass --stage-config or add model-deploy/config/*.json")
+    return files
+
+
+def _cmd_prepare(args: argparse.Namespace, reporter: Reporter) -> int:
+    from pathlib import Path
+
+    from bridge.deploy import PrepareParams, prepare_release
+
+    config = _config(args)
+    registry_region = config.model_registry.region or args.region or config.region
+    params = _validated(
+        PrepareParams,
+        {
+            "model_package_arn": args.model_package_arn or None,
+            "group": args.group or None,
+            "out_dir": Path(args.out),
+            "stage_configs": _stage_configs(args),
+            "allowed_account": config.model_registry.account_id,
+            "allowed_region": registry_region,
+            "templates_dir": Path(args.templates_dir),
+        },
+    )
+    if args.dry_run:
+        reporter.info(
+            "dry run: would call sagemaker:"
+            + ("DescribeModelPackage" if params.model_package_arn else "ListModelPackages")
+            + f" and write one <stage>.json per stage config to {params.out_dir} (no call)"
+        )
+        return 0
+    result = prepare_release(params, clients=_clients(args, config, reporter), reporter=reporter)
+    reporter.result(result.model_dump())
+    return 0
+
+
+def _cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> int:
+    from pathlib import Path
+
+    from bridge.deploy import DeployParams, deploy_stage
+    from bridge.durations import parse_duration
+
+    params = _validated(
+        DeployParams,
+        {
+            "stage": args.stage,
+            "model_package_arn": args.model_package_arn,
+            "config_file": Path(args.stage_config),
+            "templates_dir": Path(args.templates_dir),
+            "dry_run": args.dry_run,
+            "timeout_seconds": parse_duration(args.timeout),
+        },
+    )
+    clients = None if args.dry_run else _clients(args, _config(args), reporter)
+    result = deploy_stage(params, clients=clients, reporter=reporter)
+    reporter.result(result.model_dump())
+    return 0
+
+
+def _cmd_latest(args: argparse.Namespace, reporter: Reporter) -> int:
+    from bridge import model_registry
+
+    config = _config(args)
+    group = _require(args.group or config.model_package_group, "model_package_group", "--group")
+    status = None if args.status == "any" else args.status
+    if args.dry_run:
+        reporter.info(
+            f"dry run: would call sagemaker:ListModelPackages(ModelPackageGroupName={group!r}, "
+            f"ModelApprovalStatus={status!r}, SortBy='CreationTime', SortOrder='Descending', "
+            "MaxResults=1) and DescribeModelPackage (no call)"
+        )
+        return 0
+    clients = _clients(args, config, reporter)
+    reporter.result(model_registry.latest(group, status=status, clients=clients, reporter=reporter))
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace, reporter: Reporter) -> int:
+    from bridge import model_registry
+
+    if args.dry_run:
+        reporter.info(f"dry run: would call sagemaker:DescribeModelPackage({args.arn!r})")
+        return 0
+    clients = _clients(args, _config(args), reporter)
+    reporter.result(model_registry.describe(args.arn, clients=clients, reporter=reporter))
+    return 0
+
+
+def _cmd_set_status(args: argparse.Namespace, reporter: Reporter) -> int:
+    from bridge import model_registry
+
+    clients = None if args.dry_run else _clients(args, _config(args), reporter)
+    result = model_registry.set_status(
+        args.arn,
+        args.status,
+        comment=args.comment,
+        approver=args.approver,
+        clients=clients,  # type: ignore[arg-type]
+        reporter=reporter,
+        dry_run=args.dry_run,
+    )
+    reporter.result(result)
+    return 0
+
+
+def _cmd_endpoint_test(args: argparse.Namespace, reporter: Reporter) -> int:
+    from bridge.deploy import stage_clients
+    from bridge.deploy_config import load_stage_config
+    from bridge.endpoint_test import (
+        EndpointTestFailed,
+        load_expectations,
+        load_payload,
+        run_endpoint_test,
+        write_junit,
+    )
+
+    stage = load_stage_config(args.stage_config) if args.stage_config else None
+    payload = args.payload or (stage.endpoint_test.payload if stage else None)
+    if not payload:
+        raise UserError("--payload is not set: pass it or --stage-config")
+    rows = load_payload(payload)
+    expect = load_expectations(args.expect or (stage.endpoint_test.expect if stage else None))
+    if args.dry_run:
+        reporter.info(
+            f"dry run: would call sagemaker-runtime:InvokeEndpoint(EndpointName={args.endpoint!r},"
+            f" ContentType={expect.content_type!r}) {len(rows)} times (no call)"
+        )
+        return 0
+    base = _clients(args, _config(args), reporter)
+    clients = stage_clients(stage, base) if stage else base
+    with reporter.group(f"Endpoint test: {args.endpoint} ({len(rows)} rows)"):
+        report = run_endpoint_test(
+            clients.client("sagemaker-runtime"), args.endpoint, rows, expect, reporter=reporter
+        )
+    if args.junit:
+        write_junit(report, args.junit)
+        reporter.info(f"JUnit results: {args.junit}")
+    reporter.result(report.model_dump())
+    if not report.passed:
+        failed = [c.name for c in report.checks if not c.passed]
+        raise EndpointTestFailed(f"endpoint {args.endpoint} failed: {'; '.join(failed)}")
     return 0
 
 

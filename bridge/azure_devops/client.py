@@ -5,12 +5,18 @@ location-discovery round trip on first use (one more request per Lambda cold sta
 no client for YAML pipeline approvals. Each method here is exactly one HTTP request (plus one
 retry after a 401 with a refreshed credential); the caller decides on retries, because whether a
 failed ``POST …/runs`` may be retried depends on whether a run might already exist.
+
+The one exception is :meth:`AzureDevOpsClient.send` for a GET (reading is safe to repeat): after
+a 429, a 5xx, a time-out or a broken connection it tries again up to ``get_retries`` times,
+waiting ``Retry-After`` (or 1, 2, 4 … s) but never longer than ``max_retry_wait`` per wait (a
+longer ``Retry-After`` fails at once). Writes sent through ``send`` are never retried, except
+once after a 401 like every request. ``sleep`` is injectable so tests do not wait.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -25,6 +31,8 @@ from bridge.errors import ServiceError
 
 API_VERSION = "7.1"
 DEFAULT_TIMEOUT = (5.0, 20.0)  # connect, read
+GET_RETRIES = 3  # extra attempts of a GET sent through ``send`` after 429/5xx/time-out
+MAX_RETRY_WAIT = 60.0  # seconds; a longer Retry-After fails at once instead of blocking
 
 
 class AzureDevOpsError(ServiceError):
@@ -69,12 +77,45 @@ class BuildSummary:
     template_parameters: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ApiRequest:
+    """One Azure DevOps REST request, described before it is sent (a dry run prints it).
+
+    ``path`` is relative to the organization URL; ``what`` names the operation in errors;
+    ``hints`` (HTTP status → advice) replace the pipeline-specific advice of ``run_pipeline``.
+    """
+
+    method: str
+    path: str
+    api_version: str
+    what: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    body: Any = None
+    hints: Mapping[int, str] = field(default_factory=dict)
+
+    def url(self, base_url: str) -> str:
+        """The exact URL ``requests`` sends (query encoded the same way)."""
+        query = {**self.params, "api-version": self.api_version}
+        url = f"{base_url}/{self.path.lstrip('/')}"
+        return str(requests.Request(self.method, url, params=query).prepare().url)
+
+    def as_dict(self, base_url: str) -> dict[str, Any]:
+        return {"method": self.method, "url": self.url(base_url), "body": self.body}
+
+
 def organization_url(organization: str) -> str:
     """``contoso`` or ``https://dev.azure.com/contoso/`` → ``https://dev.azure.com/contoso``."""
     organization = organization.strip().rstrip("/")
     if organization.startswith(("https://", "http://")):
         return organization
     return f"https://dev.azure.com/{quote(organization, safe='')}"
+
+
+def collection(data: Any) -> list[Any]:
+    """The items of a list response: ``{"count": n, "value": [...]}`` on the wire, or a list."""
+    if isinstance(data, dict):
+        data = data.get("value", [])
+    return list(data) if isinstance(data, list) else []
 
 
 def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -122,11 +163,17 @@ class AzureDevOpsClient:
         *,
         http: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
+        get_retries: int = GET_RETRIES,
+        max_retry_wait: float = MAX_RETRY_WAIT,
     ) -> None:
         self.base_url = organization_url(organization)
         self._credential = credential
         self._http = http or requests.Session()
         self._timeout = timeout
+        self._sleep = sleep
+        self._get_retries = max(0, get_retries)
+        self._max_retry_wait = max_retry_wait
         self.requests_made = 0
 
     def _request(
@@ -137,9 +184,11 @@ class AzureDevOpsClient:
         params: dict[str, Any] | None = None,
         body: Any = None,
         what: str,
+        api_version: str = API_VERSION,
+        hints: Mapping[int, str] | None = None,
     ) -> requests.Response:
         url = f"{self.base_url}/{path.lstrip('/')}"
-        query = {**(params or {}), "api-version": API_VERSION}
+        query = {**(params or {}), "api-version": api_version}
         for attempt in (1, 2):
             headers = {
                 "Authorization": self._credential.authorization(),
@@ -163,10 +212,12 @@ class AzureDevOpsClient:
             if response.status_code == 401 and attempt == 1:
                 self._credential.invalidate()  # rotated PAT or expired token: read it again
                 continue
-            return self._check(response, what)
+            return self._check(response, what, hints)
         raise AssertionError("unreachable")
 
-    def _check(self, response: requests.Response, what: str) -> requests.Response:
+    def _check(
+        self, response: requests.Response, what: str, hints: Mapping[int, str] | None = None
+    ) -> requests.Response:
         status = response.status_code
         if status < 300:
             return response
@@ -190,14 +241,61 @@ class AzureDevOpsClient:
                 retry_after=retry_after_seconds(response.headers),
                 rate_limit=limits,
             )
-        hint = {
-            400: "check the pipeline id and that the YAML declares every template parameter",
-            401: "the credential was refused; check the PAT or service principal in the secret",
-            403: "the identity lacks 'Queue builds' permission on the pipeline",
-            404: "check organization, project and pipeline id",
-        }.get(status, "")
+        if hints is None:
+            hints = {
+                400: "check the pipeline id and that the YAML declares every template parameter",
+                401: "the credential was refused; check the PAT or service principal in the secret",
+                403: "the identity lacks 'Queue builds' permission on the pipeline",
+                404: "check organization, project and pipeline id",
+            }
+        hint = hints.get(status, "")
         hint_text = f" ({hint})" if hint else ""
         raise AzureDevOpsError(f"{what}: HTTP {status}{suffix}{hint_text}", status=status)
+
+    # -- Any operation -------------------------------------------------------------------------
+
+    def url_for(self, request: ApiRequest) -> str:
+        return request.url(self.base_url)
+
+    def send(self, request: ApiRequest) -> requests.Response:
+        """Send ``request`` with its own api-version: one HTTP request (plus one retry after a
+        401). A GET is also retried after 429/5xx/time-out/connection failure, bounded (see the
+        module docstring); any other method fails at once with :class:`AzureDevOpsError`."""
+        retries = self._get_retries if request.method.upper() == "GET" else 0
+        for attempt in range(retries + 1):
+            try:
+                return self._request(
+                    request.method,
+                    request.path,
+                    params=dict(request.params),
+                    body=request.body,
+                    what=request.what,
+                    api_version=request.api_version,
+                    hints=request.hints,
+                )
+            except AzureDevOpsError as exc:
+                if not exc.retryable or attempt == retries:
+                    raise
+                wait = exc.retry_after if exc.retry_after is not None else float(2**attempt)
+                if wait > self._max_retry_wait:
+                    raise
+                self._sleep(wait)
+        raise AssertionError("unreachable")
+
+    def send_json(self, request: ApiRequest) -> Any:
+        """:meth:`send`, then the JSON body (``None`` for an empty one)."""
+        response = self.send(request)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            # e.g. HTTP 203 with a sign-in page: the credential was not accepted
+            raise AzureDevOpsError(
+                f"{request.what}: HTTP {response.status_code} without a JSON body "
+                "(a sign-in page usually means the credential was not accepted)",
+                status=response.status_code,
+            ) from None
 
     # -- Pipelines ----------------------------------------------------------------------------
 

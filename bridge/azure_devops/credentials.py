@@ -1,6 +1,10 @@
 """Azure DevOps credentials: a PAT, or an Entra ID service principal's secret exchanged for a
 token for the Azure DevOps resource. Read once per process (Lambda container), cached, refreshed
 on demand (after a 401). The secret value never appears in ``repr``, logs or errors.
+
+For the CLI: :func:`credential_from_environ` picks the job's ``System.AccessToken`` on an agent
+(``SYSTEM_ACCESSTOKEN``, sent as ``Bearer``), else a PAT from ``SMBRIDGE_ADO_PAT`` or
+``AZURE_DEVOPS_EXT_PAT`` (the variable the az devops CLI reads).
 """
 
 from __future__ import annotations
@@ -8,9 +12,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -163,3 +168,86 @@ def secrets_manager_loader(client: Any, secret_id: str) -> Callable[[], str]:
         return response["SecretString"]
 
     return load
+
+
+# Where the CLI looks for an Azure DevOps credential, first match wins.
+ENVIRONMENT_CREDENTIALS = ("SYSTEM_ACCESSTOKEN", "SMBRIDGE_ADO_PAT", "AZURE_DEVOPS_EXT_PAT")
+
+
+class BearerTokenCredential:
+    """An OAuth access token, e.g. the job's ``System.AccessToken``: ``Authorization: Bearer …``.
+
+    ``token`` is the value or a function returning the current value (called again after
+    ``invalidate()``, i.e. after a 401). The token never appears in ``repr``.
+    """
+
+    def __init__(self, token: str | Callable[[], str], *, source: str = "SYSTEM_ACCESSTOKEN"):
+        self._load = token if callable(token) else (lambda: token)
+        self._source = source
+        self._token: str | None = None
+        self._known: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"BearerTokenCredential(source={self._source!r})"
+
+    def authorization(self) -> str:
+        if self._token is None:
+            token = self._load().strip()
+            if not token:
+                raise CredentialsError(f"{self._source}: the token is empty")
+            self._token = token
+            if token not in self._known:
+                self._known.append(token)
+        return f"Bearer {self._token}"
+
+    def invalidate(self) -> None:
+        self._token = None
+
+    def secrets(self) -> list[str]:
+        return list(self._known)
+
+
+class PatCredential:
+    """A personal access token sent as ``Authorization: Basic base64(":" + pat)``."""
+
+    def __init__(self, pat: str, *, source: str) -> None:
+        pat = pat.strip()
+        if not pat:
+            raise CredentialsError(f"{source}: the PAT is empty")
+        self._source = source
+        self._pat = pat
+        self._basic = base64.b64encode(f":{pat}".encode()).decode()
+
+    def __repr__(self) -> str:
+        return f"PatCredential(source={self._source!r})"
+
+    def authorization(self) -> str:
+        return f"Basic {self._basic}"
+
+    def invalidate(self) -> None:
+        """Nothing to refresh: a PAT from the environment is what it is."""
+
+    def secrets(self) -> list[str]:
+        return [self._pat, self._basic]
+
+
+def credential_from_environ(
+    environ: Mapping[str, str] | None = None,
+) -> BearerTokenCredential | PatCredential:
+    """``SYSTEM_ACCESSTOKEN`` (Bearer), else ``SMBRIDGE_ADO_PAT``, else ``AZURE_DEVOPS_EXT_PAT``.
+
+    Raises :class:`CredentialsError` (one line, exit code 6) when none is set. Register
+    ``credential.secrets()`` with the reporter so they are masked in any output.
+    """
+    env = os.environ if environ is None else environ
+    token = env.get("SYSTEM_ACCESSTOKEN", "").strip()
+    if token:
+        return BearerTokenCredential(token, source="SYSTEM_ACCESSTOKEN")
+    for name in ENVIRONMENT_CREDENTIALS[1:]:
+        value = env.get(name, "").strip()
+        if value:
+            return PatCredential(value, source=name)
+    raise CredentialsError(
+        "no Azure DevOps credential: set SMBRIDGE_ADO_PAT (or AZURE_DEVOPS_EXT_PAT) to a PAT, "
+        "or on an agent map it into the step: env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)"
+    )

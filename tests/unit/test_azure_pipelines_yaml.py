@@ -43,6 +43,10 @@ ALLOWED_SMBRIDGE_COMMANDS = {
     ("pipeline", "start"),
     ("pipeline", "status"),
     ("pipeline", "stop"),
+    # model-deploy.yml (smbridge prepare and smbridge deploy take no second word, so this scan
+    # does not see them; tests/unit/test_model_deploy_yaml.py checks every invocation there)
+    ("endpoint", "test"),
+    ("registry", "describe"),
 }
 # Predefined variables whose value the pipeline author does not control. Even these are not used
 # as $(...) in scripts here (the scripts read $BUILD_ARTIFACTSTAGINGDIRECTORY etc.), but the
@@ -118,11 +122,29 @@ def expand_steps(steps: list[dict[str, Any]], base: Path) -> Iterator[dict[str, 
             yield step
 
 
+DEPLOYMENT_HOOKS = ("preDeploy", "deploy", "routeTraffic", "postRouteTraffic")
+
+
+def job_step_lists(job: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    """A job's steps; for a deployment job, the steps of every lifecycle hook of its strategy."""
+    yield job.get("steps", [])
+    if "deployment" not in job:
+        return  # a regular job's strategy is a matrix or parallel slices, not hooks
+    for strategy in (job.get("strategy") or {}).values():
+        if not isinstance(strategy, dict):
+            continue
+        hooks = [strategy.get(name) or {} for name in DEPLOYMENT_HOOKS]
+        hooks += list((strategy.get("on") or {}).values())
+        for hook in hooks:
+            yield hook.get("steps", [])
+
+
 def all_steps(doc: dict[str, Any], base: Path = MODEL_BUILD) -> Iterator[tuple[str, dict]]:
     for stage in doc.get("stages", []):
         for job in stage.get("jobs", []):
-            for step in expand_steps(job.get("steps", []), base):
-                yield stage["stage"], step
+            for steps in job_step_lists(job):
+                for step in expand_steps(steps, base):
+                    yield stage["stage"], step
 
 
 def job_steps(doc: dict[str, Any], stage: str) -> list[dict[str, Any]]:
