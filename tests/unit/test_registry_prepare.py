@@ -1,0 +1,223 @@
+"""Model Registry commands and model-deploy's Prepare stage, against moto's SageMaker."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from bridge import model_registry
+from bridge.aws.registry import ModelPackageArn
+from bridge.deploy import PrepareParams, prepare_release, render_stage
+from bridge.deploy_config import StageConfig, load_stage_config
+from bridge.errors import ConfigError, UserError
+from bridge.output import Reporter
+from tests.unit.conftest import StaticClients
+
+ACCOUNT = "123456789012"
+GROUP = "churn-xgb"
+
+
+def stage_document(stage: str = "staging", **overrides) -> dict:
+    document = {
+        "stage": stage,
+        "account_id": "222222222222",
+        "region": "eu-west-1",
+        "deploy_role_arn": "arn:aws:iam::222222222222:role/smbridge-deploy",
+        "execution_role_arn": "arn:aws:iam::222222222222:role/smbridge-sagemaker-endpoint",
+        "name_prefix": "smbridge-demo",
+        "inference": {"type": "realtime", "instance_type": "ml.m5.large", "instance_count": 1},
+    }
+    document.update(overrides)
+    return document
+
+
+@pytest.fixture
+def registry():
+    with mock_aws():
+        sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
+        sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+
+        def add(status: str) -> str:
+            return sagemaker.create_model_package(
+                ModelPackageGroupName=GROUP,
+                ModelApprovalStatus=status,
+                InferenceSpecification={
+                    "Containers": [{"Image": "xgb:1.7-1", "ModelDataUrl": "s3://b/model.tar.gz"}],
+                    "SupportedContentTypes": ["text/csv"],
+                    "SupportedResponseMIMETypes": ["text/csv"],
+                },
+            )["ModelPackageArn"]
+
+        clients = StaticClients(sagemaker=sagemaker, sts=boto3.client("sts", "eu-west-1"))
+        yield clients, add
+
+
+def quiet() -> Reporter:
+    return Reporter("text", out=io.StringIO(), err=io.StringIO())
+
+
+def test_latest_is_the_newest_approved_not_the_oldest(registry):
+    clients, add = registry
+    first, second = add("Approved"), add("Approved")
+    add("PendingManualApproval")
+    add("Rejected")
+    newest = model_registry.latest(GROUP, clients=clients, reporter=quiet())
+    assert newest["arn"] == second != first
+    assert (
+        model_registry.latest(GROUP, status=None, clients=clients, reporter=quiet())["version"] == 4
+    )
+    with pytest.raises(UserError, match="no Approved version"):
+        model_registry.latest("empty-group", clients=clients, reporter=quiet())
+
+
+def test_approve_and_reject_record_who_and_why(registry):
+    clients, add = registry
+    arn = add("PendingManualApproval")
+    approved = model_registry.set_status(
+        arn,
+        "Approved",
+        comment="AUC 0.99 on holdout",
+        approver="alice",
+        clients=clients,
+        reporter=quiet(),
+    )
+    assert approved["status"] == "Approved"
+    assert approved["approval_description"] == "Approved by alice: AUC 0.99 on holdout"
+    rejected = model_registry.set_status(
+        arn, "Rejected", comment="drift found", clients=clients, reporter=quiet()
+    )
+    assert rejected["approval_description"].startswith(f"Rejected by arn:aws:sts::{ACCOUNT}:")
+    assert rejected["approval_description"].endswith(": drift found")
+    with pytest.raises(UserError, match="--comment is required"):
+        model_registry.set_status(arn, "Approved", comment=" ", clients=clients)
+
+
+def test_bad_arn_is_one_line(registry):
+    clients, _ = registry
+    with pytest.raises(UserError, match=r"expected arn:aws:sagemaker:<region>"):
+        model_registry.describe("arn:aws:s3:::bucket/key", clients=clients)
+
+
+def write_configs(tmp_path: Path) -> list[Path]:
+    files = []
+    for stage, extra in (
+        ("staging", {}),
+        (
+            "production",
+            {
+                "account_id": "333333333333",
+                "deployment": {"strategy": "Canary", "canary_size_percent": 10},
+                "data_capture": {"enabled": True, "s3_uri": "s3://capture/x/"},
+            },
+        ),
+    ):
+        path = tmp_path / f"{stage}.json"
+        path.write_text(json.dumps(stage_document(stage, **extra)))
+        files.append(path)
+    return files
+
+
+def prepare(clients, tmp_path, **fields):
+    params = PrepareParams(
+        out_dir=tmp_path / "out",
+        stage_configs=write_configs(tmp_path),
+        allowed_account=ACCOUNT,
+        allowed_region="eu-west-1",
+        **fields,
+    )
+    return prepare_release(params, clients=clients, reporter=quiet())
+
+
+def test_prepare_renders_every_stage_for_an_approved_package(registry, tmp_path):
+    clients, add = registry
+    arn = add("Approved")
+    result = prepare(clients, tmp_path, model_package_arn=arn)
+    assert [s.stage for s in result.stages] == ["staging", "production"]
+    staging = json.loads((tmp_path / "out" / "staging.json").read_text())
+    assert staging["parameters"]["ModelPackageArn"] == arn
+    assert staging["parameters"]["DeploymentStrategy"] == "AllAtOnce"
+    production = json.loads((tmp_path / "out" / "production.json").read_text())
+    assert production["parameters"]["DeploymentStrategy"] == "Canary"
+    assert production["parameters"]["DataCaptureEnabled"] == "true"
+    assert production["parameters"]["DataCaptureSamplingPercent"] == "100"
+    assert production["account_id"] == "333333333333"
+
+
+def test_prepare_with_a_group_takes_its_newest_approved(registry, tmp_path):
+    clients, add = registry
+    add("Approved")
+    newest = add("Approved")
+    add("PendingManualApproval")
+    result = prepare(clients, tmp_path, group=GROUP)
+    assert result.model_package["arn"] == newest
+
+
+@pytest.mark.parametrize("status", ["PendingManualApproval", "Rejected"])
+def test_prepare_refuses_unless_approved(registry, tmp_path, status):
+    clients, add = registry
+    arn = add(status)
+    with pytest.raises(UserError, match=f"is {status}, not Approved"):
+        prepare(clients, tmp_path, model_package_arn=arn)
+    assert not (tmp_path / "out" / "staging.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("arn", "message"),
+    [
+        (f"arn:aws:sagemaker:eu-west-1:999999999999:model-package/{GROUP}/1", "999999999999"),
+        (f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package/{GROUP}/1", "region us-east-1"),
+        (f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:model-package-group/{GROUP}", "expected arn"),
+    ],
+)
+def test_prepare_checks_the_arn_before_any_call(registry, tmp_path, arn, message):
+    clients, _ = registry
+    with pytest.raises(UserError, match=message):
+        prepare(clients, tmp_path, model_package_arn=arn)
+
+
+def test_render_names_fit_sagemaker_limits_and_change_with_the_version():
+    config = StageConfig.model_validate(stage_document(name_prefix="a-very-long-prefix-x"))
+    group = "g" * 63
+    v1 = render_stage(
+        config,
+        ModelPackageArn.parse(f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:model-package/{group}/1"),
+    )
+    v2 = render_stage(
+        config,
+        ModelPackageArn.parse(f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:model-package/{group}/2"),
+    )
+    for plan in (v1, v2):
+        for key in ("ModelName", "EndpointName", "EndpointConfigName"):
+            assert len(plan.parameters[key]) <= 63, key
+        assert len(plan.stack_name) <= 128
+    assert v1.stack_name == v2.stack_name  # one stack per stage and model
+    assert v1.parameters["EndpointName"] == v2.parameters["EndpointName"]  # same endpoint
+    assert v1.parameters["EndpointConfigName"] != v2.parameters["EndpointConfigName"]
+    assert v1.parameters["ModelName"] != v2.parameters["ModelName"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"inference": {"type": "gpu"}}, "inference"),
+        (
+            {"deployment": {"strategy": "Canary"}, "inference": {"type": "serverless"}},
+            "Canary/Linear needs inference.type realtime",
+        ),
+        ({"data_capture": {"enabled": True}}, "s3_uri"),
+        ({"account_id": "12"}, "account_id"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_bad_stage_config_is_one_line(tmp_path, change, message):
+    path = tmp_path / "staging.json"
+    path.write_text(json.dumps(stage_document(**change)))
+    with pytest.raises(ConfigError) as info:
+        load_stage_config(path)
+    assert message in str(info.value)
+    assert str(info.value).startswith(str(path))
