@@ -25,13 +25,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
 from bridge.errors import UserError
 from bridge.output import Reporter
 
 if TYPE_CHECKING:
     from bridge.azure_devops.client import ApiRequest, AzureDevOpsClient
-    from bridge.azure_devops.environments import ApprovalCheck, Environment
+    from bridge.azure_devops.environments import (
+        ApprovalCheck,
+        CheckConfiguration,
+        Environment,
+    )
 
 ENVIRONMENT_SUFFIXES = ("staging", "production")
 DEFAULT_TIMEOUT_MINUTES = 3 * 24 * 60  # 4320: three days
@@ -71,13 +76,18 @@ class ProductionApproval(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ProductionApproval:
+        # phrased to follow "expected" in bridge/config.py's one-line errors
         ids = [a.id for a in self.approvers]
-        if len(set(ids)) != len(ids):
-            raise ValueError("approvers: each identity id may appear only once")
+        twice = sorted({str(i) for i in ids if ids.count(i) > 1})
+        if twice:
+            raise PydanticCustomError(
+                "duplicate_approver", "each approver id once, got {id} twice", {"id": twice[0]}
+            )
         if self.minimum_approvers > len(self.approvers):
-            raise ValueError(
-                f"minimum_approvers ({self.minimum_approvers}) exceeds the number of "
-                f"approvers ({len(self.approvers)})"
+            raise PydanticCustomError(
+                "too_few_approvers",
+                "minimum_approvers at most the number of approvers ({count}), got {minimum}",
+                {"count": len(self.approvers), "minimum": self.minimum_approvers},
             )
         return self
 
@@ -239,7 +249,7 @@ def setup_environments(
             outcomes.append(EnvironmentOutcome(name=name, id=environment.id, action=action))
             reporter.info(f"environment {name}: {action} (id {environment.id})")
         environment = found[production]
-        checks = []
+        checks: list[CheckConfiguration] = []
         if outcomes[-1].action != "created":  # a new environment has no checks yet
             checks = ado.list_checks(client, params.project, "environment", str(environment.id))
         approvals = [c for c in checks if c.is_approval]
@@ -323,7 +333,7 @@ def _setup_plan(params: SetupParams, desired: ApprovalCheck, reporter: Reporter)
         planned.append(_planned(add, base, "if it does not exist"))
     environment = ado.Environment(id=0, name=production)
     listing = ado.list_checks_request(params.project, "environment", placeholder)
-    planned.append(_planned(listing, base, f"if {production} existed", placeholder))
+    planned.append(_planned(listing, base, f"if {production} already exists", placeholder))
     add_check = ado.add_approval_check_request(params.project, environment, desired)
     planned.append(_planned(add_check, base, "if it has no Approval check", placeholder))
     update = ado.update_approval_check_request(params.project, 0, environment, desired)
@@ -361,11 +371,14 @@ def _planned(
 
 def _print_plan(reporter: Reporter, command: str, planned: list[PlannedRequest]) -> None:
     with reporter.group(f"Dry run: Azure DevOps requests {command} would make (none made)"):
+        previous: Any = None
         for request in planned:
             when = f"  [{request.when}]" if request.when else ""
             reporter.info(f"{request.method} {request.url}{when}")
             if request.body is not None:
-                reporter.info(f"  {json.dumps(request.body, sort_keys=True)}")
+                same = request.body == previous
+                reporter.info("  (same body)" if same else f"  {json.dumps(request.body)}")
+            previous = request.body
 
 
 # -- approvals ----------------------------------------------------------------------------------
@@ -386,9 +399,7 @@ def list_approvals(
     if params.dry_run:
         planned = [_planned(request, organization_url(params.organization))]
         _print_plan(reporter, "approvals list", planned)
-        return ApprovalsResult(
-            project=params.project, state=params.state, planned_requests=planned
-        )
+        return ApprovalsResult(project=params.project, state=params.state, planned_requests=planned)
     if client is None:
         raise UserError("approvals list needs an Azure DevOps client (or dry_run=True)")
     found = api.list_approvals(client, params.project, state=params.state, top=params.top)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
+from bridge.cli_ado import add_ado_commands
 from bridge.errors import BridgeError, UserError
 from bridge.output import Reporter
 
@@ -257,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     package.add_argument("--platform", default="manylinux2014_aarch64", help="Lambda arm64")
     package.add_argument("--python-version", default="3.12")
+
+    add_ado_commands(commands, common)
     return parser
 
 

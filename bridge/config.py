@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from bridge.ado_setup import EnvironmentsSettings
 from bridge.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "bridge.yaml"
@@ -108,6 +109,9 @@ class AzureDevOpsSettings(_Strict):
     project: str = Field(min_length=1)
     build_pipeline_id: int | None = Field(None, ge=1)
     deploy_pipeline_id: int | None = Field(None, ge=1)
+    environments: EnvironmentsSettings | None = Field(
+        None, description="smbridge ado setup: <prefix>-staging/-production and the approval check"
+    )
 
 
 class BridgeConfig(_Strict):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run checkov on the CloudFormation templates in infra/ and exit non-zero on any finding.
+# Run checkov on the CloudFormation templates in infra/ and model-deploy/templates/ and exit
+# non-zero on any finding.
 #
 # checkov pins an old boto3, so it lives in its own virtual environment, never in the project's:
 # CHECKOV_VENV (default: .venv-checkov inside the repository, git-ignored) is
@@ -29,19 +30,27 @@ if [[ "$(installed_version)" != "$CHECKOV_VERSION" ]]; then
 fi
 
 cd "$REPO_ROOT"
+# One checkov run per directory: given two --directory options, checkov 3.3.30 scans the first
+# one twice and never the second.
 status=0
-output="$("$CHECKOV_VENV/bin/checkov" \
-    --directory infra \
-    --framework cloudformation \
-    --quiet \
-    --compact \
-    --skip-download \
-    "$@")" || status=$?
-printf '%s\n' "$output"
-# checkov exits 0 when it cannot parse a template (it reports "Parsing errors: N" and scans
-# nothing in it): treat that as a finding too.
-if [[ $status -eq 0 ]] && grep -q "Parsing errors:" <<<"$output"; then
-    echo "checkov.sh: checkov could not parse a template (see above)" >&2
-    status=1
-fi
+for directory in infra model-deploy/templates; do
+    dir_status=0
+    output="$("$CHECKOV_VENV/bin/checkov" \
+        --directory "$directory" \
+        --framework cloudformation \
+        --quiet \
+        --compact \
+        --skip-download \
+        "$@")" || dir_status=$?
+    printf '%s:\n%s\n' "$directory" "$output"
+    # checkov exits 0 when it cannot parse a template (it reports "Parsing errors: N" and scans
+    # nothing in it): treat that as a finding too.
+    if [[ $dir_status -eq 0 ]] && grep -q "Parsing errors:" <<<"$output"; then
+        echo "checkov.sh: checkov could not parse a template in $directory (see above)" >&2
+        dir_status=1
+    fi
+    if [[ $dir_status -ne 0 ]]; then
+        status=$dir_status
+    fi
+done
 exit "$status"

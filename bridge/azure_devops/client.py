@@ -118,6 +118,21 @@ def collection(data: Any) -> list[Any]:
     return list(data) if isinstance(data, list) else []
 
 
+def response_json(response: requests.Response, what: str) -> Any:
+    """The JSON body of a successful response (``None`` if empty), or one clear error."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        # e.g. HTTP 203 with a sign-in page: the credential was not accepted
+        raise AzureDevOpsError(
+            f"{what}: HTTP {response.status_code} without a JSON body "
+            "(a sign-in page usually means the credential was not accepted)",
+            status=response.status_code,
+        ) from None
+
+
 def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
 
@@ -284,18 +299,7 @@ class AzureDevOpsClient:
 
     def send_json(self, request: ApiRequest) -> Any:
         """:meth:`send`, then the JSON body (``None`` for an empty one)."""
-        response = self.send(request)
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            # e.g. HTTP 203 with a sign-in page: the credential was not accepted
-            raise AzureDevOpsError(
-                f"{request.what}: HTTP {response.status_code} without a JSON body "
-                "(a sign-in page usually means the credential was not accepted)",
-                status=response.status_code,
-            ) from None
+        return response_json(self.send(request), request.what)
 
     # -- Pipelines ----------------------------------------------------------------------------
 

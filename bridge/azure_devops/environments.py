@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-from bridge.azure_devops.client import ApiRequest, AzureDevOpsClient, collection
+from bridge.azure_devops.client import (
+    ApiRequest,
+    AzureDevOpsClient,
+    collection,
+    response_json,
+)
 
 ENVIRONMENTS_API_VERSION = "7.1"
 CHECKS_API_VERSION = "7.1-preview.1"
@@ -182,7 +187,7 @@ def list_environments(
     for _ in range(max_pages):
         request = list_environments_request(project, name=name, continuation_token=token)
         response = client.send(request)
-        found += [_environment(item) for item in collection(response.json())]
+        found += [_environment(i) for i in collection(response_json(response, request.what))]
         token = response.headers.get(CONTINUATION_HEADER)
         if not token:
             break
@@ -324,4 +329,3 @@ def approval_differences(current: ApprovalCheck, desired: ApprovalCheck) -> list
     )
     changed += [name for name, old, new in pairs if old != new]
     return changed
-

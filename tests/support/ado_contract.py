@@ -1,4 +1,11 @@
-"""Hold Azure DevOps requests against the official OpenAPI specs in ../shared/reference/."""
+"""Hold Azure DevOps requests against the official OpenAPI specs in ../shared/reference/.
+
+Checked: method and path, the exact api-version the operation's spec names ('7.1',
+'7.1-preview.1', ...), declared and required query parameters, integer path parameters, and the
+body against its schema (uuid formats included) with no property the schema does not declare
+(inherited ``allOf`` properties count). A check configuration's body is validated as the
+subtype its ``type.id`` names (``ApprovalCheckConfiguration`` for the Approval check), since the
+spec's ``CheckConfiguration`` declares no ``settings``."""
 
 from __future__ import annotations
 
@@ -12,6 +19,15 @@ from urllib.parse import parse_qs, urlsplit
 import jsonschema
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+APPROVAL_CHECK_TYPE_ID = "8c6f20a7-a545-4486-9777-f762fafe0d4d"
+# Check configuration bodies: check type id -> the definition that declares its ``settings``.
+CHECK_CONFIGURATION_TYPES = {
+    APPROVAL_CHECK_TYPE_ID: "ApprovalCheckConfiguration",
+    "fe1de3ee-a436-41b4-bb20-f6eb4cb879a7": "TaskCheckConfiguration",
+}
+CHECK_CONFIGURATION_WRITES = ("Check Configurations_Add", "Check Configurations_Update")
+_FORMATS = jsonschema.FormatChecker(formats=["uuid"])
+_API_VERSION = re.compile(r"should be set to '([^']+)'")
 SPEC_FILES = (
     "ado-openapi-pipelines-7.1-pipelines.json",
     "ado-openapi-build-7.1-builds.json",
@@ -66,7 +82,8 @@ class AzureDevOpsContract:
             op for op in self.operations if op.method == method and op.pattern.match(parts.path)
         ]
         assert candidates, f"{method} {parts.path}: no such operation in the reference specs"
-        op = max(candidates, key=lambda o: len(o.template))
+        # the most specific route wins: /pipelines/approvals before /pipelines/{pipelineId}
+        op = max(candidates, key=_specificity)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         params = _parameters(op)
         declared = {p["name"]: p for p in params if p.get("in") == "query"}
@@ -74,8 +91,12 @@ class AzureDevOpsContract:
             assert name in declared, f"{op.operation_id}: undeclared query parameter {name!r}"
         version = declared.get("api-version")
         assert "api-version" in query, f"{op.operation_id}: api-version missing"
-        if version and "'7.1'" in version.get("description", ""):
-            assert query["api-version"] == "7.1", f"{op.operation_id}: api-version must be 7.1"
+        expected = _API_VERSION.search((version or {}).get("description", ""))
+        if expected:
+            assert query["api-version"] == expected.group(1), (
+                f"{op.operation_id}: api-version must be {expected.group(1)}, "
+                f"got {query['api-version']}"
+            )
         for name, parameter in declared.items():
             if parameter.get("required") and name not in query:
                 raise AssertionError(f"{op.operation_id}: required query parameter {name} missing")
@@ -93,10 +114,23 @@ class AzureDevOpsContract:
             assert body in (None, b"", ""), f"{op.operation_id}: takes no body"
         else:
             document = json.loads(body) if isinstance(body, (str, bytes)) else body
-            schema = {**body_param["schema"], "definitions": op.spec.get("definitions", {})}
-            jsonschema.validate(document, schema)
-            self._no_unknown_properties(document, body_param["schema"], op.spec, op.operation_id)
+            body_schema = body_param["schema"]
+            if op.operation_id in CHECK_CONFIGURATION_WRITES:
+                body_schema = self._check_configuration_schema(document, op.operation_id)
+            schema = {**body_schema, "definitions": op.spec.get("definitions", {})}
+            jsonschema.validate(document, schema, format_checker=_FORMATS)
+            self._no_unknown_properties(document, body_schema, op.spec, op.operation_id)
         return op.operation_id
+
+    @staticmethod
+    def _check_configuration_schema(document: Any, where: str) -> dict[str, Any]:
+        """The subtype of ``CheckConfiguration`` the body's ``type.id`` selects."""
+        assert isinstance(document, dict), f"{where}: body must be an object"
+        for key in ("type", "resource", "settings"):
+            assert key in document, f"{where}: body needs {key!r}"
+        type_id = str((document.get("type") or {}).get("id", "")).lower()
+        assert type_id in CHECK_CONFIGURATION_TYPES, f"{where}: unknown check type {type_id!r}"
+        return {"$ref": f"#/definitions/{CHECK_CONFIGURATION_TYPES[type_id]}"}
 
     def _no_unknown_properties(
         self, document: Any, schema: dict[str, Any], spec: dict[str, Any], where: str
@@ -104,10 +138,30 @@ class AzureDevOpsContract:
         """The specs allow extra properties; the service ignores them silently, so we don't."""
         while "$ref" in schema:
             schema = spec["definitions"][schema["$ref"].rsplit("/", 1)[-1]]
-        if isinstance(document, dict) and "properties" in schema:
+        properties = _properties(schema, spec)
+        if isinstance(document, dict) and properties:
             for key, value in document.items():
-                assert key in schema["properties"], f"{where}: unknown body property {key!r}"
-                self._no_unknown_properties(value, schema["properties"][key], spec, where)
+                assert key in properties, f"{where}: unknown body property {key!r}"
+                self._no_unknown_properties(value, properties[key], spec, where)
         elif isinstance(document, dict) and isinstance(schema.get("additionalProperties"), dict):
             for value in document.values():
                 self._no_unknown_properties(value, schema["additionalProperties"], spec, where)
+        elif isinstance(document, list) and isinstance(schema.get("items"), dict):
+            for item in document:
+                self._no_unknown_properties(item, schema["items"], spec, where)
+
+
+def _specificity(op: Operation) -> tuple[int, int]:
+    literal = sum(1 for part in op.template.split("/") if part and not part.startswith("{"))
+    return literal, len(op.template)
+
+
+def _properties(schema: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """A schema's properties including those inherited through ``allOf``."""
+    merged: dict[str, Any] = {}
+    for parent in schema.get("allOf", []):
+        while "$ref" in parent:
+            parent = spec["definitions"][parent["$ref"].rsplit("/", 1)[-1]]
+        merged.update(_properties(parent, spec))
+    merged.update(schema.get("properties", {}))
+    return merged

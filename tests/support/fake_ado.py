@@ -1,5 +1,7 @@
 """A small Azure DevOps stand-in on ``responses``: runs and builds for pipelines, the service's
 400 for undeclared template parameters, 401 for a wrong credential, and injectable faults.
+Also environments, their check configurations and pipeline approvals (``smbridge ado``), with
+list responses wrapped as the service wraps them (``{"count", "value"}``).
 Every request is held against the official OpenAPI specs (tests/support/ado_contract.py)."""
 
 from __future__ import annotations
@@ -7,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +52,11 @@ class FakeAzureDevOps:
     faults: deque[Fault] = field(default_factory=deque)
     list_faults: deque[Fault] = field(default_factory=deque)
     accepted_auth: set[str] = field(default_factory=set)
+    environments: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    admin_faults: deque[Fault] = field(default_factory=deque)  # next environment/check/approval
+    completed_approval_status: int = 409  # what Approvals_Update answers for a non-pending one
 
     def install(self, mock: responses.RequestsMock) -> FakeAzureDevOps:
         pattern = re.compile(r"https://dev\.azure\.com/.*")
@@ -72,6 +80,11 @@ class FakeAzureDevOps:
             if self.list_faults:
                 return self._fault(self.list_faults.popleft(), None)
             return self._builds(request)
+        admin = _ADMIN_HANDLERS.get(operation)
+        if admin is not None:
+            if self.admin_faults:
+                return self._fault(self.admin_faults.popleft(), None)
+            return admin(self, request)
         return 404, {}, json.dumps({"message": "not faked"})
 
     def _fault(self, fault: Fault, create: Any) -> tuple[int, dict[str, str], str]:
@@ -146,6 +159,167 @@ class FakeAzureDevOps:
 
     def post_count(self) -> int:
         return sum(1 for method, *_ in self.requests if method == "POST")
+
+    # -- environments, checks, approvals ---------------------------------------------------------
+
+    def operations(self) -> list[str]:
+        """The operation ids of the requests so far, in order."""
+        return [operation for *_, operation in self.requests]
+
+    def add_environment(self, name: str) -> dict[str, Any]:
+        environment = {
+            "id": len(self.environments) + 1,
+            "name": name,
+            "description": "",
+            "createdOn": _now(),
+            "project": {"id": "d6b3e0ea-8197-4dec-831b-50e2e06ff95f", "name": "mlops"},
+        }
+        self.environments.append(environment)
+        return environment
+
+    def add_check(self, body: dict[str, Any]) -> dict[str, Any]:
+        check = {
+            **body,
+            "id": 20 + len(self.checks),
+            "createdOn": _now(),
+            "modifiedOn": _now(),
+            "createdBy": {"id": "3b3db741-9d03-4e32-a7c0-6c3dfc2013c1", "displayName": "Admin"},
+        }
+        self.checks.append(check)
+        return check
+
+    def add_approval(
+        self, approvers: list[str], *, status: str = "pending", pipeline: str = "model-deploy"
+    ) -> str:
+        approval_id = str(uuid.uuid4())
+        self.approvals[approval_id] = {
+            "id": approval_id,
+            "status": status,
+            "createdOn": _now(),
+            "lastModifiedOn": _now(),
+            "executionOrder": "anyOrder",
+            "minRequiredApprovers": 1,
+            "instructions": "Check the endpoint tests",
+            "blockedApprovers": [],
+            "steps": [
+                {
+                    "assignedApprover": {"id": approver, "displayName": f"User {n}"},
+                    "status": status,
+                    "order": n,
+                }
+                for n, approver in enumerate(approvers, start=1)
+            ],
+            # returned by the service, though not in the 7.1 spec
+            "pipeline": {
+                "id": "13",
+                "name": pipeline,
+                "owner": {
+                    "id": 1042,
+                    "name": "20261123.7",
+                    "_links": {"web": {"href": "https://dev.azure.com/x/mlops/_build?id=1042"}},
+                },
+            },
+        }
+        return approval_id
+
+    def _environments_list(self, request: Any) -> tuple[int, dict[str, str], str]:
+        name = _query(request).get("name", "").casefold()
+        # the service's name filter is looser than equality: the client must compare itself
+        value = [e for e in self.environments if name in e["name"].casefold()]
+        return 200, {}, json.dumps({"count": len(value), "value": value})
+
+    def _environments_add(self, request: Any) -> tuple[int, dict[str, str], str]:
+        body = json.loads(request.body)
+        if any(e["name"].casefold() == body["name"].casefold() for e in self.environments):
+            message = f"Environment with name {body['name']} already exists."
+            return 400, {}, json.dumps({"message": message})
+        environment = self.add_environment(body["name"])
+        environment["description"] = body.get("description", "")
+        return 200, {}, json.dumps(environment)
+
+    def _checks_list(self, request: Any) -> tuple[int, dict[str, str], str]:
+        query = _query(request)
+        value = [
+            c
+            for c in self.checks
+            if c["resource"]["type"] == query.get("resourceType")
+            and c["resource"]["id"] == query.get("resourceId")
+        ]
+        if query.get("$expand") != "settings":
+            value = [{k: v for k, v in c.items() if k != "settings"} for c in value]
+        return 200, {}, json.dumps({"count": len(value), "value": value})
+
+    def _checks_add(self, request: Any) -> tuple[int, dict[str, str], str]:
+        return 200, {}, json.dumps(self.add_check(json.loads(request.body)))
+
+    def _checks_update(self, request: Any) -> tuple[int, dict[str, str], str]:
+        check_id = int(urlsplit(request.url).path.rsplit("/", 1)[-1])
+        check = next((c for c in self.checks if c["id"] == check_id), None)
+        if check is None:
+            return 404, {}, json.dumps({"message": f"Check configuration {check_id} not found"})
+        check.update(json.loads(request.body), modifiedOn=_now())
+        return 200, {}, json.dumps(check)
+
+    def _approval_view(self, approval: dict[str, Any], expand: str) -> dict[str, Any]:
+        if "steps" in expand:
+            return approval
+        return {**approval, "steps": []}
+
+    def _approvals_query(self, request: Any) -> tuple[int, dict[str, str], str]:
+        query = _query(request)
+        state = query.get("state", "all")
+        value = [
+            self._approval_view(a, query.get("$expand", ""))
+            for a in self.approvals.values()
+            if state == "all" or a["status"] == state
+        ]
+        return 200, {}, json.dumps({"count": len(value), "value": value})
+
+    def _approvals_get(self, request: Any) -> tuple[int, dict[str, str], str]:
+        approval_id = urlsplit(request.url).path.rsplit("/", 1)[-1]
+        approval = self.approvals.get(approval_id)
+        if approval is None:
+            return 404, {}, json.dumps({"message": f"Approval {approval_id} not found"})
+        view = self._approval_view(approval, _query(request).get("$expand", ""))
+        return 200, {}, json.dumps(view)
+
+    def _approvals_update(self, request: Any) -> tuple[int, dict[str, str], str]:
+        updated = []
+        for item in json.loads(request.body):
+            approval = self.approvals.get(item["approvalId"])
+            if approval is None:
+                message = f"Approval {item['approvalId']} not found"
+                return 404, {}, json.dumps({"message": message})
+            if approval["status"] != "pending":
+                message = f"The approval {item['approvalId']} is already completed."
+                status = self.completed_approval_status
+                return status, {}, json.dumps({"message": message, "typeKey": "ApprovalError"})
+            approval["status"] = item["status"]
+            approval["lastModifiedOn"] = _now()
+            for step in approval["steps"]:
+                step.update(status=item["status"], comment=item.get("comment", ""))
+            updated.append(approval)
+        return 200, {}, json.dumps({"count": len(updated), "value": updated})
+
+
+_ADMIN_HANDLERS = {
+    "Environments_List": FakeAzureDevOps._environments_list,
+    "Environments_Add": FakeAzureDevOps._environments_add,
+    "Check Configurations_List": FakeAzureDevOps._checks_list,
+    "Check Configurations_Add": FakeAzureDevOps._checks_add,
+    "Check Configurations_Update": FakeAzureDevOps._checks_update,
+    "Approvals_Query": FakeAzureDevOps._approvals_query,
+    "Approvals_Get": FakeAzureDevOps._approvals_get,
+    "Approvals_Update": FakeAzureDevOps._approvals_update,
+}
+
+
+def _query(request: Any) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _parse(value: str) -> datetime:

@@ -1,0 +1,224 @@
+"""``smbridge ado …``: Azure DevOps environments, the production Approval check, and approvals.
+
+Argument parsing and rendering only; each handler calls one function of bridge/ado_setup.py.
+Nothing heavy is imported at module level (bridge/cli.py imports this module for ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from bridge.errors import CredentialsError, UserError
+from bridge.output import Reporter
+
+if TYPE_CHECKING:
+    from bridge.ado_setup import EnvironmentsSettings
+    from bridge.azure_devops.client import AzureDevOpsClient
+    from bridge.config import BridgeConfig
+
+ADO_EXIT_CODES = """exit codes:
+  0    success
+  1    internal error (a bug: rerun with --debug and report it)
+  2    bad input: config or argument; or the approval is not pending any more
+  3    an Azure DevOps call failed (the message names the operation)
+  6    no Azure DevOps credential, or the credential was refused (HTTP 401)
+
+credential (first found): SYSTEM_ACCESSTOKEN (an agent's System.AccessToken, mapped into the
+step's env), SMBRIDGE_ADO_PAT, AZURE_DEVOPS_EXT_PAT (the az devops CLI's). --dry-run needs none.
+"""
+
+SETUP_HELP = (
+    "ensure environments <prefix>-staging and <prefix>-production exist and production has one "
+    "Approval check as bridge.yaml's azure_devops.environments says (idempotent)"
+)
+
+
+def add_ado_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``smbridge ado setup`` and ``smbridge ado approvals list|approve|reject``.
+
+    ``commands`` is the top-level ``add_subparsers()`` object, ``common`` the parent parser
+    carrying --config, --dry-run, --output, --debug, ….
+    """
+    ado = commands.add_parser("ado", help="Azure DevOps: environments, approval check, approvals")
+    actions = ado.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def add(
+        group: Any, name: str, help_text: str, handler: Callable[..., int]
+    ) -> argparse.ArgumentParser:
+        sub = group.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=ADO_EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(handler=handler)
+        sub.add_argument(
+            "--organization", help="Azure DevOps organization (azure_devops.organization)"
+        )
+        sub.add_argument("--project", help="Azure DevOps project (azure_devops.project)")
+        return sub
+
+    setup = add(actions, "setup", SETUP_HELP, _cmd_setup)
+    setup.add_argument(
+        "--prefix", help="environment name prefix (azure_devops.environments.prefix)"
+    )
+
+    approvals = actions.add_parser("approvals", help="approvals waiting on pipeline runs")
+    decisions = approvals.add_subparsers(dest="approvals_action", metavar="ACTION", required=True)
+    listing = add(decisions, "list", "list approvals (default: pending ones)", _cmd_list)
+    listing.add_argument(
+        "--state",
+        default="pending",
+        choices=["pending", "approved", "rejected", "canceled", "timedOut", "completed", "all"],
+    )
+    listing.add_argument("--top", type=int, help="at most this many approvals")
+    for name, handler in (("approve", _cmd_approve), ("reject", _cmd_reject)):
+        sub = add(decisions, name, f"{name} a pending approval", handler)
+        sub.add_argument("approval_id", metavar="ID", help="the approval id (see approvals list)")
+        sub.add_argument("--comment", required=True, help="why (kept in the run's history)")
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _load_config(path: str | None) -> BridgeConfig:
+    from bridge.config import load_config
+
+    return load_config(path)
+
+
+def environments_settings(config: BridgeConfig) -> EnvironmentsSettings:
+    """``azure_devops.environments`` of bridge.yaml (once bridge/config.py declares it)."""
+    settings = getattr(config.azure_devops, "environments", None)
+    if settings is None:
+        raise UserError(
+            "azure_devops.environments is not set: add prefix and production_approval "
+            "(approvers, minimum_approvers, timeout_minutes, instructions) to bridge.yaml"
+        )
+    return settings
+
+
+def _project(args: argparse.Namespace, config: BridgeConfig) -> tuple[str, str]:
+    ado = config.azure_devops
+    organization = args.organization or (ado.organization if ado else None)
+    project = args.project or (ado.project if ado else None)
+    if not organization:
+        raise UserError(
+            "azure_devops.organization is not set: add it to bridge.yaml or pass --organization"
+        )
+    if not project:
+        raise UserError("azure_devops.project is not set: add it to bridge.yaml or pass --project")
+    return organization, project
+
+
+def _client(
+    organization: str, reporter: Reporter, environ: Mapping[str, str] | None = None
+) -> AzureDevOpsClient:
+    from bridge.azure_devops.client import AzureDevOpsClient
+    from bridge.azure_devops.credentials import credential_from_environ
+
+    credential = credential_from_environ(os.environ if environ is None else environ)
+    for secret in credential.secrets():
+        reporter.add_secret(secret)
+    return AzureDevOpsClient(organization, credential)
+
+
+def _validated(model: type, fields: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise UserError(f"{key}: {message}" if key else message) from None
+
+
+def _run(call: Callable[[], Any]) -> Any:
+    """A refused credential (HTTP 401) exits 6 like a missing one."""
+    from bridge.azure_devops.client import AzureDevOpsError
+
+    try:
+        return call()
+    except AzureDevOpsError as exc:
+        if exc.status == 401:
+            raise CredentialsError(str(exc)) from None
+        raise
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _cmd_setup(args: argparse.Namespace, reporter: Reporter) -> int:
+    from bridge.ado_setup import SetupParams, setup_environments
+
+    config = _load_config(args.config)
+    organization, project = _project(args, config)
+    settings = environments_settings(config)
+    fields = {
+        **settings.production_approval.model_dump(),
+        "organization": organization,
+        "project": project,
+        "environment_prefix": args.prefix or settings.prefix,
+        "dry_run": args.dry_run,
+    }
+    params = _validated(SetupParams, fields)
+    client = None if args.dry_run else _client(organization, reporter)
+    result = _run(lambda: setup_environments(params, client=client, reporter=reporter))
+    reporter.result(result.model_dump(mode="json"))
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
+    from bridge.ado_setup import ApprovalsListParams, list_approvals
+
+    organization, project = _project(args, _load_config(args.config))
+    params = _validated(
+        ApprovalsListParams,
+        {
+            "organization": organization,
+            "project": project,
+            "state": args.state,
+            "top": args.top,
+            "dry_run": args.dry_run,
+        },
+    )
+    client = None if args.dry_run else _client(organization, reporter)
+    result = _run(lambda: list_approvals(params, client=client, reporter=reporter))
+    reporter.result(result.model_dump(mode="json"))
+    return 0
+
+
+def _decision(args: argparse.Namespace, reporter: Reporter, approve: bool) -> int:
+    from bridge import ado_setup
+
+    organization, project = _project(args, _load_config(args.config))
+    params = _validated(
+        ado_setup.ApprovalDecisionParams,
+        {
+            "organization": organization,
+            "project": project,
+            "approval_id": args.approval_id,
+            "comment": args.comment,
+            "dry_run": args.dry_run,
+        },
+    )
+    client = None if args.dry_run else _client(organization, reporter)
+    decide = ado_setup.approve if approve else ado_setup.reject
+    result = _run(lambda: decide(params, client=client, reporter=reporter))
+    reporter.result(result.model_dump(mode="json"))
+    return 0
+
+
+def _cmd_approve(args: argparse.Namespace, reporter: Reporter) -> int:
+    return _decision(args, reporter, approve=True)
+
+
+def _cmd_reject(args: argparse.Namespace, reporter: Reporter) -> int:
+    return _decision(args, reporter, approve=False)

@@ -1,0 +1,529 @@
+"""``smbridge ado setup``: environments and the production Approval check, idempotently."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from pydantic import ValidationError
+
+from bridge import cli
+from bridge.ado_setup import (
+    EnvironmentsSettings,
+    SetupParams,
+    setup_environments,
+)
+from bridge.azure_devops.client import (
+    ApiRequest,
+    AzureDevOpsClient,
+    AzureDevOpsError,
+)
+from bridge.azure_devops.credentials import (
+    BearerTokenCredential,
+    PatCredential,
+    credential_from_environ,
+)
+from bridge.azure_devops.environments import APPROVAL_CHECK_TYPE_ID
+from bridge.cli_ado import add_ado_commands
+from bridge.errors import CredentialsError, UserError
+from bridge.output import Reporter
+from tests.support.fake_ado import FakeAzureDevOps, Fault
+
+PAT = "ADO-PAT-SENTINEL-7f3a9c"
+TOKEN = "SYSTEM-ACCESS-TOKEN-SENTINEL-51d2"
+ANN = "3b3db741-9d03-4e32-a7c0-6c3dfc2013c1"
+BOB = "0f4a1a2c-5e6d-4c3b-9a8f-7e6d5c4b3a21"
+CAROL = "9c2b7d0e-1f3a-4b5c-8d6e-2a1b0c9d8e7f"
+SETTINGS = {
+    "prefix": "smbridge-demo",
+    "production_approval": {
+        "approvers": [{"id": ANN, "display_name": "Ann"}, {"id": BOB}],
+        "minimum_approvers": 1,
+        "timeout_minutes": 4320,
+        "instructions": "Check the staging endpoint tests before approving.",
+        "requester_cannot_approve": True,
+    },
+}
+
+
+def params(**changes: Any) -> SetupParams:
+    return SetupParams.from_settings(
+        EnvironmentsSettings.model_validate(SETTINGS), organization="contoso", project="mlops"
+    ).model_copy(update=changes)
+
+
+def approval_params(**approval: Any) -> SetupParams:
+    settings = json.loads(json.dumps(SETTINGS))
+    settings["production_approval"].update(approval)
+    return SetupParams.from_settings(
+        EnvironmentsSettings.model_validate(settings), organization="contoso", project="mlops"
+    )
+
+
+@pytest.fixture
+def fake():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield FakeAzureDevOps(pat=PAT, accepted_auth={f"Bearer {TOKEN}"}).install(mock)
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def client(sleeps) -> AzureDevOpsClient:
+    return AzureDevOpsClient("contoso", PatCredential(PAT, source="test"), sleep=sleeps.append)
+
+
+def methods(fake: FakeAzureDevOps) -> list[str]:
+    return [method for method, *_ in fake.requests]
+
+
+# -- setup ----------------------------------------------------------------------------------------
+
+
+def test_first_run_creates_both_environments_and_the_approval_check(fake, client):
+    result = setup_environments(params(), client=client, reporter=Reporter())
+
+    assert [(e.name, e.action) for e in result.environments] == [
+        ("smbridge-demo-staging", "created"),
+        ("smbridge-demo-production", "created"),
+    ]
+    assert result.approval_check.action == "created"
+    # a new environment has no checks: no List before the Add
+    assert fake.operations() == [
+        "Environments_List",
+        "Environments_Add",
+        "Environments_List",
+        "Environments_Add",
+        "Check Configurations_Add",
+    ]
+    assert result.requests_made == 5
+    (check,) = fake.checks
+    production = next(e for e in fake.environments if e["name"] == "smbridge-demo-production")
+    assert check["type"] == {"id": APPROVAL_CHECK_TYPE_ID, "name": "Approval"}
+    assert check["resource"] == {
+        "type": "environment",
+        "id": str(production["id"]),
+        "name": "smbridge-demo-production",
+    }
+    assert check["timeout"] == 4320
+    assert check["settings"] == {
+        "approvers": [{"id": ANN, "displayName": "Ann"}, {"id": BOB}],
+        "executionOrder": "anyOrder",
+        "minRequiredApprovers": 1,
+        "instructions": "Check the staging endpoint tests before approving.",
+        "blockedApprovers": [],
+        "requesterCannotBeApprover": True,
+    }
+
+
+def test_second_run_makes_only_gets_and_changes_nothing(fake, client):
+    setup_environments(params(), client=client, reporter=Reporter())
+    before = json.dumps([fake.environments, fake.checks])
+    fake.requests.clear()
+
+    result = setup_environments(params(), client=client, reporter=Reporter())
+
+    assert methods(fake) == ["GET", "GET", "GET"]
+    assert fake.operations() == [
+        "Environments_List",
+        "Environments_List",
+        "Check Configurations_List",
+    ]
+    assert "%24expand=settings" in fake.requests[-1][1]  # settings are compared
+    assert [e.action for e in result.environments] == ["unchanged", "unchanged"]
+    assert result.approval_check.action == "unchanged"
+    assert result.requests_made == 3
+    assert json.dumps([fake.environments, fake.checks]) == before
+
+
+def test_a_changed_approver_list_is_one_patch_naming_the_field(fake, client, capsys):
+    setup_environments(params(), client=client, reporter=Reporter())
+    fake.requests.clear()
+    changed = approval_params(approvers=[{"id": ANN}, {"id": CAROL}])
+
+    result = setup_environments(changed, client=client, reporter=Reporter())
+
+    assert methods(fake) == ["GET", "GET", "GET", "PATCH"]
+    assert fake.operations()[-1] == "Check Configurations_Update"
+    assert result.approval_check.action == "updated"
+    assert result.approval_check.changed == ["approvers"]
+    assert [a["id"] for a in fake.checks[0]["settings"]["approvers"]] == [ANN, CAROL]
+    assert "updated (id 20): approvers" in capsys.readouterr().out
+    fake.requests.clear()
+    assert setup_environments(changed, client=client).approval_check.action == "unchanged"
+    assert methods(fake) == ["GET", "GET", "GET"]
+
+
+def test_approver_order_and_id_case_do_not_count_in_any_order(fake, client):
+    setup_environments(params(), client=client)
+    fake.requests.clear()
+    reordered = approval_params(approvers=[{"id": BOB.upper()}, {"id": ANN}])
+    assert setup_environments(reordered, client=client).approval_check.action == "unchanged"
+    assert "PATCH" not in methods(fake)
+
+
+def test_every_differing_setting_is_reported(fake, client):
+    setup_environments(params(), client=client)
+    changed = approval_params(
+        minimum_approvers=2,
+        timeout_minutes=60,
+        instructions="new",
+        requester_cannot_approve=False,
+        execution_order="inSequence",
+    )
+    result = setup_environments(changed, client=client)
+    assert result.approval_check.changed == [
+        "minRequiredApprovers",
+        "instructions",
+        "requesterCannotBeApprover",
+        "executionOrder",
+        "timeout",
+    ]
+    assert fake.checks[0]["timeout"] == 60
+    assert fake.checks[0]["settings"]["minRequiredApprovers"] == 2
+
+
+def test_an_update_keeps_identities_blocked_by_hand(fake, client):
+    setup_environments(params(), client=client)
+    blocked = [{"id": CAROL, "displayName": "Carol"}]
+    fake.checks[0]["settings"]["blockedApprovers"] = blocked
+    setup_environments(approval_params(instructions="changed"), client=client)
+    assert fake.checks[0]["settings"]["blockedApprovers"] == blocked
+
+
+def test_existing_environments_with_other_checks_get_the_approval_check(fake, client):
+    fake.add_environment("smbridge-demo-staging")
+    production = fake.add_environment("SMBRIDGE-DEMO-PRODUCTION")  # names are case-insensitive
+    fake.add_environment("smbridge-demo-production-old")  # the service's filter also finds this
+    fake.add_check(
+        {
+            "type": {"id": "fe1de3ee-a436-41b4-bb20-f6eb4cb879a7", "name": "Task Check"},
+            "resource": {"type": "environment", "id": str(production["id"]), "name": "x"},
+            "timeout": 43200,
+            "settings": {"displayName": "Business Hours"},
+        }
+    )
+    result = setup_environments(params(), client=client)
+    assert [e.action for e in result.environments] == ["unchanged", "unchanged"]
+    assert result.environments[1].id == production["id"]
+    assert result.approval_check.action == "created"
+    assert fake.operations()[-2:] == ["Check Configurations_List", "Check Configurations_Add"]
+
+
+def test_two_approval_checks_are_refused_without_any_write(fake, client):
+    setup_environments(params(), client=client)
+    fake.add_check(dict(fake.checks[0]))
+    fake.requests.clear()
+    with pytest.raises(UserError, match=r"has 2 Approval checks \(ids 20, 21\); expected one"):
+        setup_environments(params(), client=client)
+    assert set(methods(fake)) == {"GET"}
+
+
+def test_an_environment_created_concurrently_is_found_again(fake, client, monkeypatch):
+    """Another setup creates it between our GET and POST: the POST's 400 is not an error."""
+    import tests.support.fake_ado as fake_module
+
+    handlers = dict(fake_module._ADMIN_HANDLERS)
+    raced: list[bool] = []
+
+    def racing_list(self: FakeAzureDevOps, request: Any) -> tuple[int, dict[str, str], str]:
+        if not raced:
+            raced.append(True)
+            self.add_environment("smbridge-demo-staging")  # by someone else, meanwhile
+            return 200, {}, json.dumps({"count": 0, "value": []})
+        return FakeAzureDevOps._environments_list(self, request)
+
+    handlers["Environments_List"] = racing_list
+    monkeypatch.setattr(fake_module, "_ADMIN_HANDLERS", handlers)
+    result = setup_environments(params(), client=client)
+    assert result.environments[0].action == "unchanged"
+    assert fake.operations()[:3] == ["Environments_List", "Environments_Add", "Environments_List"]
+    assert len(fake.environments) == 2
+
+
+def test_dry_run_makes_no_request_and_prints_the_plan(fake, capsys):
+    result = setup_environments(params(dry_run=True), client=None, reporter=Reporter())
+    out = capsys.readouterr().out
+    assert fake.requests == []
+    assert result.approval_check.action == "planned"
+    assert [(r.method, r.when) for r in result.planned_requests] == [
+        ("GET", ""),
+        ("POST", "if it does not exist"),
+        ("GET", ""),
+        ("POST", "if it does not exist"),
+        ("GET", "if smbridge-demo-production already exists"),
+        ("POST", "if it has no Approval check"),
+        ("PATCH", "if its Approval check differs"),
+    ]
+    assert "resourceId={id of smbridge-demo-production}" in out
+    assert "/configurations/{check id}?api-version=7.1-preview.1" in out
+    assert result.planned_requests[5].body["resource"]["id"] == "{id of smbridge-demo-production}"
+    assert "(none made)" in out
+
+
+def test_setup_without_a_client_is_a_user_error():
+    with pytest.raises(UserError, match="needs an Azure DevOps client"):
+        setup_environments(params(), client=None)
+
+
+# -- parameters ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"minimum_approvers": 3}, r"at most the number of approvers \(2\), got 3"),
+        ({"minimum_approvers": 0}, "greater than or equal to 1"),
+        ({"timeout_minutes": 43201}, "less than or equal to 43200"),
+        ({"approvers": []}, "at least 1 item"),
+        ({"approvers": [{"id": "ann"}]}, "valid UUID"),
+        ({"approvers": [{"id": ANN}, {"id": ANN}]}, f"each approver id once, got {ANN} twice"),
+        ({"approvers": [{"id": ANN, "name": "Ann"}]}, "Extra inputs"),
+        ({"quorum": 1}, "Extra inputs"),
+    ],
+)
+def test_invalid_approval_settings_are_refused(change, problem):
+    settings = json.loads(json.dumps(SETTINGS))
+    settings["production_approval"].update(change)
+    with pytest.raises(ValidationError, match=problem):
+        EnvironmentsSettings.model_validate(settings)
+
+
+def test_defaults_and_names():
+    settings = EnvironmentsSettings.model_validate(
+        {"prefix": "demo", "production_approval": {"approvers": [{"id": ANN}]}}
+    )
+    built = SetupParams.from_settings(settings, organization="o", project="p", prefix="other")
+    assert built.timeout_minutes == 4320  # three days
+    assert built.minimum_approvers == 1
+    assert built.requester_cannot_approve is True
+    assert built.environment_names == ("other-staging", "other-production")
+    with pytest.raises(ValidationError):
+        EnvironmentsSettings.model_validate({"prefix": "bad name", "production_approval": {}})
+
+
+# -- client: api-version, retries -----------------------------------------------------------------
+
+
+def _get() -> ApiRequest:
+    return ApiRequest(
+        "GET", "mlops/_apis/distributedtask/environments", "7.1", "Environments - List"
+    )
+
+
+def test_gets_are_retried_after_429_honouring_retry_after(fake, client, sleeps):
+    fake.admin_faults.extend([Fault("status", 429, {"Retry-After": "7"}), Fault("status", 503)])
+    client.send(_get())
+    assert sleeps == [7.0, 2.0]  # Retry-After, then the backoff of the second attempt
+    assert len(fake.requests) == 3
+
+
+def test_get_retries_are_bounded(fake, client, sleeps):
+    fake.admin_faults.extend(Fault("status", 500) for _ in range(10))
+    with pytest.raises(AzureDevOpsError, match="Environments - List: HTTP 500"):
+        client.send(_get())
+    assert len(fake.requests) == 4  # one try and three retries
+    assert sleeps == [1.0, 2.0, 4.0]
+
+
+def test_a_retry_after_beyond_the_cap_fails_at_once(fake, client, sleeps):
+    fake.admin_faults.append(Fault("status", 429, {"Retry-After": "3600"}))
+    with pytest.raises(AzureDevOpsError, match="HTTP 429"):
+        client.send(_get())
+    assert sleeps == []
+
+
+def test_writes_are_never_retried(fake, client, sleeps):
+    fake.admin_faults.append(Fault("status", 503))
+    request = ApiRequest(
+        "POST",
+        "mlops/_apis/distributedtask/environments",
+        "7.1",
+        "Environments - Add x",
+        body={"name": "x"},
+    )
+    with pytest.raises(AzureDevOpsError):
+        client.send(request)
+    assert len(fake.requests) == 1
+    assert sleeps == []
+
+
+def test_a_sign_in_page_instead_of_json_is_one_clear_error(client):
+    with responses.RequestsMock() as mock:
+        mock.add(responses.GET, "https://dev.azure.com/contoso/mlops/_apis/distributedtask/"
+                 "environments", body="<html>sign in</html>", status=203)  # fmt: skip
+        with pytest.raises(AzureDevOpsError, match="HTTP 203 without a JSON body"):
+            client.send_json(_get())
+
+
+# -- credentials ----------------------------------------------------------------------------------
+
+
+def test_credential_from_environ_order_and_secret_safe_repr():
+    both = {"SYSTEM_ACCESSTOKEN": TOKEN, "SMBRIDGE_ADO_PAT": PAT, "AZURE_DEVOPS_EXT_PAT": "x"}
+    bearer = credential_from_environ(both)
+    assert isinstance(bearer, BearerTokenCredential)
+    assert bearer.authorization() == f"Bearer {TOKEN}"
+    assert TOKEN not in repr(bearer)
+    assert bearer.secrets() == [TOKEN]
+    pat = credential_from_environ({"SMBRIDGE_ADO_PAT": PAT, "AZURE_DEVOPS_EXT_PAT": "other"})
+    assert isinstance(pat, PatCredential)
+    assert PAT not in repr(pat)
+    assert PAT in pat.secrets()
+    assert pat.authorization().removeprefix("Basic ") in pat.secrets()
+    az = credential_from_environ({"AZURE_DEVOPS_EXT_PAT": PAT})
+    assert repr(az) == "PatCredential(source='AZURE_DEVOPS_EXT_PAT')"
+    with pytest.raises(CredentialsError, match="no Azure DevOps credential"):
+        credential_from_environ({"SYSTEM_ACCESSTOKEN": " "})
+
+
+def test_a_bearer_token_is_read_again_after_a_401():
+    tokens = iter(["old", "new"])
+    credential = BearerTokenCredential(lambda: next(tokens))
+    assert credential.authorization() == "Bearer old"
+    credential.invalidate()
+    assert credential.authorization() == "Bearer new"
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def _has_ado(parser: argparse.ArgumentParser) -> bool:
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return "ado" in subparsers.choices
+
+
+@pytest.fixture
+def smbridge(monkeypatch, tmp_path):
+    """``smbridge`` as a function, with ``ado`` wired in (until bridge/cli.py does it) and a
+    bridge.yaml naming the organization and project."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AZURE_DEVOPS_EXT_PAT", raising=False)
+    original = cli.build_parser
+    if not _has_ado(original()):
+
+        def build_parser() -> argparse.ArgumentParser:
+            parser = original()
+            subparsers = next(
+                a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+            )
+            add_ado_commands(subparsers, cli._common_options())
+            return parser
+
+        monkeypatch.setattr(cli, "build_parser", build_parser)
+    from bridge.config import AzureDevOpsSettings
+
+    section: dict[str, Any] = {"organization": "contoso", "project": "mlops"}
+    if "environments" in AzureDevOpsSettings.model_fields:
+        section["environments"] = SETTINGS
+    else:  # until bridge/config.py declares azure_devops.environments
+        monkeypatch.setattr(
+            "bridge.cli_ado.environments_settings",
+            lambda config: EnvironmentsSettings.model_validate(SETTINGS),
+        )
+    import yaml
+
+    (tmp_path / "bridge.yaml").write_text(yaml.safe_dump({"azure_devops": section}))
+    return cli.main
+
+
+def test_cli_setup_twice_then_json(smbridge, fake, monkeypatch, capsys):
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", PAT)
+    assert smbridge(["ado", "setup"]) == 0
+    first = capsys.readouterr()
+    assert "environment smbridge-demo-production: created" in first.out
+    fake.requests.clear()
+    assert smbridge(["ado", "setup", "--output", "json"]) == 0
+    second = capsys.readouterr()
+    document = json.loads(second.out)  # exactly one JSON document on stdout
+    assert document["approval_check"]["action"] == "unchanged"
+    assert document["requests_made"] == 3
+    assert set(methods(fake)) == {"GET"}
+    for stream in (first.out, first.err, second.out, second.err):
+        assert PAT not in stream
+
+
+def test_cli_setup_uses_system_accesstoken_on_an_agent(smbridge, fake, monkeypatch, capsys):
+    monkeypatch.setenv("SYSTEM_ACCESSTOKEN", TOKEN)
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", "not-this-one")
+    assert smbridge(["ado", "setup", "--prefix", "other"]) == 0
+    assert {e["name"] for e in fake.environments} == {"other-staging", "other-production"}
+    assert TOKEN not in "".join(capsys.readouterr())
+
+
+def test_cli_dry_run_needs_no_credential_and_sends_nothing(smbridge, fake, capsys):
+    assert smbridge(["ado", "setup", "--dry-run", "--output", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert fake.requests == []
+    assert len(document["planned_requests"]) == 7
+
+
+def test_cli_without_a_credential_is_one_line_exit_6(smbridge, fake, capsys):
+    assert smbridge(["ado", "setup"]) == 6
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("error: no Azure DevOps credential: set SMBRIDGE_ADO_PAT")
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message"),
+    [
+        (401, 6, "error: Environments - List smbridge-demo-staging in mlops: HTTP 401"),
+        (403, 3, "error: Environments - List smbridge-demo-staging in mlops: HTTP 403: "
+                 "fault 403 (the identity needs the Creator role"),
+        (404, 3, "error: Environments - List smbridge-demo-staging in mlops: HTTP 404: "
+                 "fault 404 (check the organization and project names)"),
+    ],
+)  # fmt: skip
+def test_cli_http_errors_are_one_line_naming_the_operation(
+    smbridge, fake, monkeypatch, capsys, status, code, message
+):
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", PAT)
+    fake.admin_faults.extend(deque([Fault("status", status)] * 2))  # also the retry after a 401
+    assert smbridge(["ado", "setup"]) == code
+    captured = capsys.readouterr()
+    assert captured.err.startswith(message)
+    assert captured.err.count("\n") == 1
+    assert PAT not in captured.out + captured.err
+
+
+def test_cli_a_refused_pat_is_exit_6_and_never_printed(smbridge, fake, monkeypatch, capsys):
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", "WRONG-" + PAT)
+    assert smbridge(["ado", "setup", "--debug"]) == 6
+    captured = capsys.readouterr()
+    assert "HTTP 401" in captured.err
+    assert PAT not in captured.out + captured.err
+    assert len(fake.requests) == 2  # the request and its one retry after the 401
+
+
+def test_cli_invalid_input_is_one_line_exit_2(smbridge, fake, capsys):
+    assert smbridge(["ado", "setup", "--dry-run", "--prefix", "bad name"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: environment_prefix: String should match pattern")
+    assert err.count("\n") == 1
+
+
+def test_the_bridge_yaml_section_builds_the_params(tmp_path):
+    from bridge.config import AzureDevOpsSettings, load_config
+
+    if "environments" not in AzureDevOpsSettings.model_fields:
+        pytest.skip("bridge/config.py does not declare azure_devops.environments yet")
+    import yaml
+
+    path: Path = tmp_path / "bridge.yaml"
+    section = {"organization": "contoso", "project": "mlops", "environments": SETTINGS}
+    path.write_text(yaml.safe_dump({"azure_devops": section}))
+    config = load_config(path)
+    built = SetupParams.from_settings(
+        config.azure_devops.environments, organization="contoso", project="mlops"
+    )
+    assert built == params()
