@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.agent import AgentRun
 from bridge.aws import registry
 from bridge.aws.endpoints import run_transform_job
-from bridge.aws.session import AwsAuth, AwsClients
+from bridge.aws.session import CLIENT_CONFIG, AwsAuth, AwsClients
 from bridge.aws.stacks import deploy_stack
 from bridge.deploy_config import StageConfig, load_stage_config
 from bridge.errors import UserError
@@ -274,9 +274,11 @@ def deploy_stage(
         raise UserError("deploy needs AWS clients (or dry_run=True)")
     target = stage_clients_factory(config, clients)
     with reporter.group(f"Deploy {package_arn.group} v{package_arn.version} to {config.stage}"):
-        _require_approved(
-            registry.describe_model_package(target.client("sagemaker"), package_arn.arn)
+        # Checked with the caller's (registry-side) credentials, in the package's region.
+        registry_client = clients.session().client(
+            "sagemaker", region_name=package_arn.region, config=CLIENT_CONFIG
         )
+        _require_approved(registry.describe_model_package(registry_client, package_arn.arn))
         run = AgentRun.from_environ()
         tags = {**plan.tags, **run.tags()}
         result = deploy_stack(

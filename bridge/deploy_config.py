@@ -87,11 +87,12 @@ class Deployment(_Strict):
 
     strategy: Literal["AllAtOnce", "Canary", "Linear"] = "AllAtOnce"
     canary_size_percent: int = Field(10, ge=1, le=50)
-    linear_step_percent: int = Field(25, ge=5, le=50)
+    linear_step_percent: int = Field(25, ge=10, le=50)
     wait_interval_seconds: int = Field(300, ge=0, le=3600)
     termination_wait_seconds: int = Field(120, ge=0, le=3600)
     maximum_execution_timeout_seconds: int = Field(3600, ge=600, le=28800)
-    rollback_alarm_names: list[str] = Field(default_factory=list)
+    # The template adds its own two alarms; SageMaker takes at most ten.
+    rollback_alarm_names: list[str] = Field(default_factory=list, max_length=8)
 
 
 class EndpointTestSettings(_Strict):
@@ -116,8 +117,8 @@ class StageConfig(_Strict):
     def _consistent(self) -> StageConfig:
         if self.deployment.strategy != "AllAtOnce" and self.inference.type != "realtime":
             raise ValueError("deployment.strategy Canary/Linear needs inference.type realtime")
-        if self.data_capture.enabled and self.inference.type not in ("realtime", "async"):
-            raise ValueError("data_capture needs a realtime or async endpoint")
+        if self.data_capture.enabled and self.inference.type != "realtime":
+            raise ValueError("data_capture is supported for realtime endpoints only")
         return self
 
 

@@ -9,9 +9,9 @@ import pytest
 def moto_change_sets_with_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
     """moto executes a change set without adopting its template or computing the stack's
     Outputs (create_stack does both); real CloudFormation does."""
-    from moto.cloudformation.models import FakeChangeSet
+    from moto.cloudformation.models import ChangeSet
 
-    original = FakeChangeSet.apply
+    original = ChangeSet.apply
 
     def apply(self) -> None:  # type: ignore[no-untyped-def]
         original(self)
@@ -20,4 +20,4 @@ def moto_change_sets_with_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
         stack._parse_template()
         stack.output_map = stack._create_output_map()
 
-    monkeypatch.setattr(FakeChangeSet, "apply", apply)
+    monkeypatch.setattr(ChangeSet, "apply", apply)

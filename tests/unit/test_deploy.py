@@ -1,0 +1,235 @@
+"""smbridge deploy against moto: the real templates (made moto-compatible the way
+test_deploy_templates.py does: moto has no alarms/autoscaling in CloudFormation and reads only
+PrimaryContainer), the stage's deploy role assumed into its own account, change sets, events,
+rollbacks (a Stubber: moto never rolls back), batch transform."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+
+from bridge.aws.session import AwsAuth, AwsClients
+from bridge.aws.stacks import StackFailed, deploy_stack
+from bridge.deploy import DeployParams, deploy_stage
+from bridge.errors import UserError
+from bridge.output import Reporter
+from tests.support.moto_patches import moto_change_sets_with_outputs  # noqa: F401
+from tests.unit.test_deploy_templates import _moto_compatible, load_template
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = REPO_ROOT / "model-deploy" / "templates"
+STAGE_ACCOUNT = "222222222222"
+REGISTRY_ACCOUNT = "123456789012"
+GROUP = "smbridge-demo"
+
+
+@pytest.fixture
+def templates_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "templates"
+    target.mkdir()
+    for name in ("realtime.yaml", "batch-model.yaml"):
+        template, _ = _moto_compatible(load_template(TEMPLATES / name))
+        (target / name).write_text(json.dumps(template))
+    return target
+
+
+def stage_file(tmp_path: Path, **overrides) -> Path:
+    document = json.loads((REPO_ROOT / "model-deploy" / "config" / "staging.json").read_text())
+    document.update(overrides)
+    path = tmp_path / f"{document['stage']}.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.fixture
+def aws(moto_change_sets_with_outputs):  # noqa: F811
+    with mock_aws():
+        sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
+        sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+
+        def add(status: str) -> str:
+            return sagemaker.create_model_package(
+                ModelPackageGroupName=GROUP,
+                ModelApprovalStatus=status,
+                InferenceSpecification={
+                    "Containers": [{"Image": "xgb:1.7-1", "ModelDataUrl": "s3://b/model.tar.gz"}],
+                    "SupportedContentTypes": ["text/csv"],
+                    "SupportedResponseMIMETypes": ["text/csv"],
+                },
+            )["ModelPackageArn"]
+
+        yield AwsClients(AwsAuth(region="eu-west-1")), add
+
+
+def stage_session() -> boto3.Session:
+    sts = boto3.client("sts", region_name="eu-west-1")
+    credentials = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{STAGE_ACCOUNT}:role/smbridge-deploy", RoleSessionName="check"
+    )["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name="eu-west-1",
+    )
+
+
+def deploy(clients, arn, config, templates_dir, out=None, **fields):
+    out = out or io.StringIO()
+    reporter = Reporter("agent", out=out, err=io.StringIO())
+    params = DeployParams(
+        stage="staging", model_package_arn=arn, config_file=config, templates_dir=templates_dir,
+        **fields,
+    )  # fmt: skip
+    return deploy_stage(params, clients=clients, reporter=reporter, sleep=lambda s: None), out
+
+
+def test_deploy_creates_the_stack_in_the_stage_account(aws, tmp_path, templates_dir):
+    clients, add = aws
+    arn = add("Approved")
+    result, out = deploy(clients, arn, stage_file(tmp_path), templates_dir)
+    assert result.action == "created"
+    assert result.endpoint_name and result.endpoint_arn
+    text = out.getvalue()
+    assert (
+        f"##vso[task.setvariable variable=endpointName;isoutput=true]{result.endpoint_name}" in text
+    )
+    assert "##vso[task.setvariable variable=stackName;isoutput=true]" in text
+    stage_cfn = stage_session().client("cloudformation")
+    stack = stage_cfn.describe_stacks(StackName=result.stack_name)["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert f":{STAGE_ACCOUNT}:" in stack["StackId"]
+    tags = {t["Key"]: t["Value"] for t in stack["Tags"]}
+    assert tags["smbridge:model-package-version"] == "1"
+    # Not in the registry (caller's) account.
+    with pytest.raises(Exception, match="does not exist"):
+        boto3.client("cloudformation", "eu-west-1").describe_stacks(StackName=result.stack_name)
+    # Every stack event printed once.
+    event_lines = [line for line in text.splitlines() if "(AWS::" in line and "] " in line]
+    assert event_lines and len(event_lines) == len(set(event_lines))
+
+
+def test_same_version_again_is_unchanged_and_a_new_version_updates(aws, tmp_path, templates_dir):
+    clients, add = aws
+    v1 = add("Approved")
+    config = stage_file(tmp_path)
+    first, _ = deploy(clients, v1, config, templates_dir)
+    again, _ = deploy(clients, v1, config, templates_dir)
+    assert again.action == "unchanged"
+    v2 = add("Approved")
+    updated, _ = deploy(clients, v2, config, templates_dir)
+    assert updated.action == "updated"
+    assert updated.stack_name == first.stack_name
+    assert updated.model_name != first.model_name
+
+
+@pytest.mark.parametrize("status", ["PendingManualApproval", "Rejected"])
+def test_unapproved_packages_are_refused_and_nothing_is_deployed(
+    aws, tmp_path, templates_dir, status
+):
+    clients, add = aws
+    arn = add(status)
+    with pytest.raises(UserError, match=f"is {status}, not Approved"):
+        deploy(clients, arn, stage_file(tmp_path), templates_dir)
+    stacks = stage_session().client("cloudformation").list_stacks()["StackSummaries"]
+    assert stacks == []
+
+
+def test_stage_and_config_must_agree(aws, tmp_path, templates_dir):
+    clients, add = aws
+    config = stage_file(tmp_path, stage="production")
+    with pytest.raises(UserError, match=r"--stage staging but .* is for stage production"):
+        deploy(clients, add("Approved"), config, templates_dir)
+
+
+def test_dry_run_prints_the_change_set_and_calls_nothing(tmp_path, monkeypatch):
+    import botocore.client
+
+    calls: list[str] = []
+    monkeypatch.setattr(
+        botocore.client.BaseClient, "_make_api_call", lambda self, op, params: calls.append(op)
+    )
+    out = io.StringIO()
+    params = DeployParams(
+        stage="staging",
+        model_package_arn=f"arn:aws:sagemaker:eu-west-1:{REGISTRY_ACCOUNT}:model-package/{GROUP}/7",
+        config_file=REPO_ROOT / "model-deploy" / "config" / "staging.json",
+        templates_dir=TEMPLATES,
+        dry_run=True,
+    )
+    result = deploy_stage(params, reporter=Reporter("text", out=out))
+    assert calls == []
+    text = out.getvalue()
+    assert "cloudformation:CreateChangeSet" in text
+    assert "sts:AssumeRole" in text
+    assert "DeploymentStrategy = AllAtOnce" in text
+    assert result.action == "planned"
+
+
+def test_batch_runs_a_transform_job_with_the_stack_model(aws, tmp_path, templates_dir):
+    clients, add = aws
+    config = stage_file(
+        tmp_path,
+        inference={
+            "type": "batch",
+            "input_s3_uri": "s3://in/prefix/",
+            "output_s3_uri": "s3://out/prefix/",
+        },
+    )
+    result, _ = deploy(clients, add("Approved"), config, templates_dir)
+    assert result.transform_job
+    job = (
+        stage_session()
+        .client("sagemaker")
+        .describe_transform_job(TransformJobName=result.transform_job)
+    )
+    assert job["TransformJobStatus"] == "Completed"
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://in/prefix/"
+    assert result.endpoint_name is None
+
+
+def test_a_rollback_is_a_failure_with_its_reason():
+    """moto never rolls back: a Stubber plays CloudFormation's answers for a failed update."""
+    cfn = boto3.client("cloudformation", region_name="eu-west-1")
+    stack = {"StackName": "s", "StackStatus": "UPDATE_COMPLETE", "CreationTime": "2026-01-01"}
+    events = [
+        {"EventId": "3", "StackName": "s", "StackId": "sid", "LogicalResourceId": "s",
+         "ResourceType": "AWS::CloudFormation::Stack", "Timestamp": "2026-01-01",
+         "ResourceStatus": "UPDATE_ROLLBACK_COMPLETE"},
+        {"EventId": "2", "StackName": "s", "StackId": "sid", "LogicalResourceId": "Endpoint",
+         "ResourceType": "AWS::SageMaker::Endpoint", "Timestamp": "2026-01-01",
+         "ResourceStatus": "UPDATE_FAILED",
+         "ResourceStatusReason": "Alarm smbridge-latency fired: automatic rollback"},
+    ]  # fmt: skip
+    with Stubber(cfn) as stub:
+        stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "s"})
+        stub.add_response("create_change_set", {"Id": "cs-1"}, {
+            "StackName": "s", "ChangeSetName": ANY, "ChangeSetType": "UPDATE",
+            "TemplateBody": "{}", "Parameters": [], "Tags": [], "Capabilities": [],
+            "Description": ANY})  # fmt: skip
+        stub.add_response(
+            "describe_change_set",
+            {"Status": "CREATE_COMPLETE", "Changes": []},
+            {"ChangeSetName": "cs-1"},
+        )
+        stub.add_response("describe_stack_events", {"StackEvents": []}, {"StackName": "s"})
+        stub.add_response("execute_change_set", {}, {"ChangeSetName": "cs-1"})
+        stub.add_response("describe_stack_events", {"StackEvents": events}, {"StackName": "s"})
+        rolled_back = {**stack, "StackStatus": "UPDATE_ROLLBACK_COMPLETE"}
+        stub.add_response("describe_stacks", {"Stacks": [rolled_back]}, {"StackName": "s"})
+        stub.add_response("describe_stack_events", {"StackEvents": events}, {"StackName": "s"})
+        lines: list[str] = []
+        with pytest.raises(StackFailed) as info:
+            deploy_stack(
+                cfn, stack_name="s", template_body="{}", parameters={}, tags={},
+                progress=lines.append, sleep=lambda s: None,
+            )  # fmt: skip
+    assert "UPDATE_ROLLBACK_COMPLETE" in str(info.value)
+    assert "Alarm smbridge-latency fired" in str(info.value)
+    assert sum("UPDATE_FAILED" in line for line in lines) == 1  # printed once
