@@ -13,6 +13,11 @@ from moto import mock_aws
 from bridge.cli import main
 
 ROLE = "arn:aws:iam::123456789012:role/exec"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STAGING = str(REPO_ROOT / "model-deploy" / "config" / "staging.json")
+TEMPLATES = str(REPO_ROOT / "model-deploy" / "templates")
+PAYLOAD = str(REPO_ROOT / "model-deploy" / "tests" / "payload.csv")
+PACKAGE = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/smbridge-demo/3"
 DEFINITION = {
     "Version": "2020-12-01",
     "Parameters": [{"Name": "AucThreshold", "Type": "Float", "DefaultValue": 0.9}],
@@ -76,13 +81,21 @@ def no_aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ["pipeline", "status", "--dry-run", "--execution-arn", "arn:aws:sagemaker:x"],
         ["pipeline", "stop", "--dry-run", "--execution-arn", "arn:aws:sagemaker:x"],
         ["pipeline", "upsert", "--dry-run", "--role-arn", "arn:aws:iam::123456789012:role/ci"],
+        ["prepare", "--dry-run", "--group", "g", "--out", "o", "--stage-config", STAGING],
+        ["deploy", "--dry-run", "--stage", "staging", "--model-package-arn", PACKAGE,
+         "--config", STAGING, "--templates-dir", TEMPLATES],
+        ["registry", "latest", "--dry-run", "--group", "g"],
+        ["registry", "describe", "--dry-run", PACKAGE],
+        ["registry", "approve", "--dry-run", PACKAGE, "--comment", "looks good"],
+        ["endpoint", "test", "--dry-run", "--endpoint", "e", "--stage-config", STAGING,
+         "--payload", PAYLOAD, "--expect", PAYLOAD.replace("payload.csv", "expect.json")],
     ],
-)
+)  # fmt: skip
 def test_dry_runs_make_no_aws_call(project, no_aws_calls, capsys, argv):
     assert main(argv) == 0
     assert no_aws_calls == []
     out = capsys.readouterr().out
-    assert "sagemaker:" in out
+    assert "sagemaker" in out
 
 
 def test_the_guard_itself_catches_calls(project, no_aws_calls):
@@ -200,3 +213,25 @@ def test_debug_shows_traceback_otherwise_not(project, capsys):
     assert "Traceback" not in capsys.readouterr().err
     assert main(["pipeline", "status", "--debug"]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["deploy", "--stage", "staging", "--model-package-arn", "arn:aws:s3:::x",
+          "--config", STAGING, "--dry-run"], 2, "expected arn:aws:sagemaker"),
+        (["deploy", "--stage", "staging", "--model-package-arn", PACKAGE,
+          "--config", "missing.json", "--dry-run"], 2, "stage config not found"),
+        (["prepare", "--out", "o"], 2, "one of the arguments"),
+        (["registry", "approve", PACKAGE, "--comment", " ", "--dry-run"], 2, "is required"),
+        (["endpoint", "test", "--endpoint", "e", "--payload", "nope.csv"], 2, "file not found"),
+    ],
+)  # fmt: skip
+def test_deploy_side_input_errors(project, capsys, argv, code, message):
+    try:
+        assert main(argv) == code
+    except SystemExit as exc:  # argparse's own usage errors
+        assert exc.code == code
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert "Traceback" not in captured.err
