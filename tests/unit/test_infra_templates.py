@@ -16,7 +16,9 @@ Three layers, from cheapest to most realistic:
    ExistingOidcProviderArn, which is a real mode of the template. moto's S3 model also ignores
    VersioningConfiguration, PublicAccessBlockConfiguration, LifecycleConfiguration,
    OwnershipControls and BucketKeyEnabled when it creates a bucket from a template, so those are
-   covered by layer 2 only.
+   covered by layer 2 only. The deployment runs without and with stage accounts
+   (DeployAccountIds); moto's SageMaker API has no model package group policies either, so the
+   group policy is covered by layer 2 only.
 """
 
 from __future__ import annotations
@@ -498,6 +500,160 @@ def test_outputs(template: dict[str, Any]) -> None:
     } <= set(template["Outputs"])
 
 
+# --------------------------------------------------------------------------- 2b. stage accounts
+
+DEPLOY_ACCOUNTS = ["222222222222", "333333333333"]
+DEPLOY_PARAMS = {**BASE_PARAMS, "DeployAccountIds": ",".join(DEPLOY_ACCOUNTS)}
+DEPLOY_ROLE_NAME = "smbridge-deploy"
+STAGE_SIDS = {
+    "ModelPackageGroup": ["StageAccountsReadGroup", "StageAccountsUseModelPackages"],
+    "ArtifactsBucketPolicy": ["StageAccountsReadModelArtifacts"],
+    "ArtifactsKey": ["StageAccountsDecryptModelArtifacts"],
+}
+
+
+def resource_policies(r: Renderer) -> dict[str, dict[str, Any]]:
+    """The resource policies of the template (rendered): group, bucket and key policy."""
+    policies = {
+        "ArtifactsBucketPolicy": r.properties("ArtifactsBucketPolicy")["PolicyDocument"],
+        "ArtifactsKey": r.properties("ArtifactsKey")["KeyPolicy"],
+    }
+    group = r.properties("ModelPackageGroup")
+    if "ModelPackageGroupPolicy" in group:
+        policies["ModelPackageGroup"] = group["ModelPackageGroupPolicy"]
+    return policies
+
+
+def ci_role_statements(r: Renderer) -> list[dict[str, Any]]:
+    """Every identity-policy statement of the CI role: its inline policy and attached policies."""
+    stmts = statements(ci_policy(r))
+    for name, res in r.tpl["Resources"].items():
+        if res["Type"] == "AWS::IAM::Policy" and r.resource_exists(name):
+            props = r.properties(name)
+            if r.ref("CiRole") in props["Roles"]:
+                stmts += statements(props["PolicyDocument"])
+    return stmts
+
+
+def account_ids(rendered: Any) -> set[str]:
+    """All account ids (12 digits standing alone, not in a GUID) in a rendered fragment."""
+    return set(re.findall(r"(?<![0-9A-Za-z-])[0-9]{12}(?![0-9A-Za-z-])", json.dumps(rendered)))
+
+
+def rendered_resources(r: Renderer) -> dict[str, Any]:
+    return {n: r.properties(n) for n in r.tpl["Resources"] if r.resource_exists(n)}
+
+
+def test_deploy_parameters(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    accounts = params["DeployAccountIds"]
+    assert accounts["Type"] == "CommaDelimitedList"
+    assert accounts["Default"] == ""
+    # CloudFormation matches AllowedPattern against each member of a CommaDelimitedList.
+    for ok in ["", "222222222222"]:
+        assert re.fullmatch(accounts["AllowedPattern"], ok), ok
+    for bad in ["*", "22222222222", "2222222222222", " 222222222222", "arn:aws:iam::*:root"]:
+        assert not re.fullmatch(accounts["AllowedPattern"], bad), bad
+    role = params["DeployRoleName"]
+    assert role["Type"] == "String"
+    # deploy-role.yaml names the role "<NamePrefix>-deploy"; both default NamePrefix to smbridge.
+    assert role["Default"] == DEPLOY_ROLE_NAME == f"{params['NamePrefix']['Default']}-deploy"
+    assert re.fullmatch(role["AllowedPattern"], "smbridge-staging-deploy")
+    for bad in ["", "*", "smbridge-*", "path/smbridge-deploy", "a" * 65]:
+        assert not re.fullmatch(role["AllowedPattern"], bad), bad
+
+
+def test_no_stage_accounts_no_cross_account_statements(template: dict[str, Any]) -> None:
+    r = Renderer(template, BASE_PARAMS)
+    assert r.params["DeployAccountIds"] == [""]
+    assert r.condition("HasDeployAccounts") is False
+    # No account other than this one appears anywhere in what the stack would create.
+    assert account_ids(rendered_resources(r)) == {ACCOUNT}
+    policies = resource_policies(r)
+    assert "ModelPackageGroup" not in policies  # no ModelPackageGroupPolicy property at all
+    assert [s["Sid"] for s in statements(policies["ArtifactsBucketPolicy"])] == [
+        "DenyInsecureTransport",
+        "DenyOutdatedTls",
+    ]
+    assert [s["Sid"] for s in statements(policies["ArtifactsKey"])] == ["EnableIamPolicies"]
+    assert not r.resource_exists("CiStageDeployPolicy")
+    assert not [s for s in ci_role_statements(r) if "sts:AssumeRole" in as_list(s["Action"])]
+
+
+@pytest.mark.parametrize(
+    "accounts", [DEPLOY_ACCOUNTS, DEPLOY_ACCOUNTS[:1]], ids=["two-accounts", "one-account"]
+)
+def test_stage_accounts_get_exactly_their_statements(
+    template: dict[str, Any], accounts: list[str]
+) -> None:
+    r = Renderer(template, {**BASE_PARAMS, "DeployAccountIds": ",".join(accounts)})
+    assert r.condition("HasDeployAccounts") is True
+    # Nothing but this account and the stage accounts, anywhere.
+    assert account_ids(rendered_resources(r)) == {ACCOUNT, *accounts}
+    policies = resource_policies(r)
+    assert set(policies) == set(STAGE_SIDS)
+    for name, policy in policies.items():
+        stage = [s for s in statements(policy) if s["Sid"].startswith("StageAccounts")]
+        assert [s["Sid"] for s in stage] == STAGE_SIDS[name], name
+        for stmt in statements(policy):
+            if stmt["Effect"] == "Allow":
+                # No "*" principal in any Allow (the Deny statements of the bucket are for
+                # everyone on purpose): the stage accounts, or this account's root.
+                assert stmt["Principal"] != "*" and "*" not in as_list(stmt["Principal"]["AWS"])
+        for stmt in stage:
+            assert stmt["Effect"] == "Allow"
+            assert stmt["Principal"] == {"AWS": accounts}, (name, stmt["Sid"])
+
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    group = template["Parameters"]["ModelPackageGroupName"]["Default"]
+    read_group, use_packages = statements(policies["ModelPackageGroup"])
+    assert as_list(read_group["Action"]) == ["sagemaker:DescribeModelPackageGroup"]
+    assert read_group["Resource"] == f"{arn}:model-package-group/{group}"
+    assert sorted(as_list(use_packages["Action"])) == [
+        "sagemaker:CreateModel",
+        "sagemaker:DescribeModelPackage",
+        "sagemaker:ListModelPackages",
+    ]
+    assert use_packages["Resource"] == f"{arn}:model-package/{group}/*"
+
+    (read_objects,) = [
+        s for s in statements(policies["ArtifactsBucketPolicy"]) if s["Effect"] == "Allow"
+    ]
+    assert as_list(read_objects["Action"]) == ["s3:GetObject"]
+    assert read_objects["Resource"] == f"{r.getatt('ArtifactsBucket', 'Arn')}/*"
+    assert "Condition" not in read_objects
+
+    _, decrypt = statements(policies["ArtifactsKey"])
+    assert sorted(as_list(decrypt["Action"])) == ["kms:Decrypt", "kms:DescribeKey"]
+    assert decrypt["Resource"] == "*"  # in a key policy: this key
+    assert decrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
+    }
+
+    assume = [s for s in ci_role_statements(r) if "sts:AssumeRole" in as_list(s["Action"])]
+    assert len(assume) == 1
+    (stmt,) = assume
+    assert stmt["Effect"] == "Allow"
+    assert as_list(stmt["Action"]) == ["sts:AssumeRole"]
+    # The account segment is a wildcard only because the exact-match condition pins it to the
+    # stage accounts (see the template); the role name is exact.
+    assert stmt["Resource"] == f"arn:aws:iam::*:role/{DEPLOY_ROLE_NAME}"
+    assert stmt["Condition"] == {"StringEquals": {"aws:ResourceAccount": accounts}}
+    # The rest of the CI role's permissions do not change with the stage accounts.
+    without = statements(ci_policy(Renderer(template, BASE_PARAMS)))
+    assert statements(ci_policy(r)) == without
+
+
+def test_deploy_role_name_is_a_parameter(template: dict[str, Any]) -> None:
+    r = Renderer(template, {**DEPLOY_PARAMS, "DeployRoleName": "ml-deploy"})
+    (assume,) = [s for s in ci_role_statements(r) if "sts:AssumeRole" in as_list(s["Action"])]
+    assert assume["Resource"] == "arn:aws:iam::*:role/ml-deploy"
+    assert assume["Condition"] == {"StringEquals": {"aws:ResourceAccount": DEPLOY_ACCOUNTS}}
+    stage_policy = template["Resources"]["CiStageDeployPolicy"]
+    assert stage_policy["Condition"] == "HasDeployAccounts"
+    assert stage_policy["Properties"]["Roles"] == [{"Ref": "CiRole"}]
+
+
 # --------------------------------------------------------------------------- 3. moto
 
 # Resource types moto's CloudFormation cannot create (see the module docstring).
@@ -542,7 +698,10 @@ def _moto_compatible(tpl: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
 
 
 @pytest.mark.slow
-def test_moto_creates_the_stack(template: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "deploy_accounts", [[], DEPLOY_ACCOUNTS], ids=["no-stage-accounts", "two-stage-accounts"]
+)
+def test_moto_creates_the_stack(template: dict[str, Any], deploy_accounts: list[str]) -> None:
     import boto3
     from moto import mock_aws
 
@@ -559,6 +718,7 @@ def test_moto_creates_the_stack(template: dict[str, Any]) -> None:
             "ExistingOidcProviderArn": provider_arn,
             "AllowedSubjects": ",".join(SUBJECTS),
             "CiMaxSessionDuration": "7200",
+            "DeployAccountIds": ",".join(deploy_accounts),
         }
         cfn = boto3.client("cloudformation", region_name=REGION)
         cfn.create_stack(
@@ -592,14 +752,38 @@ def test_moto_creates_the_stack(template: dict[str, Any]) -> None:
         assert trust["Condition"] == {
             "StringEquals": {f"{host_path}:aud": AUDIENCE, f"{host_path}:sub": SUBJECTS}
         }
-        (ci_policy_name,) = iam.list_role_policies(RoleName=ci_role_name)["PolicyNames"]
-        ci_doc = iam.get_role_policy(RoleName=ci_role_name, PolicyName=ci_policy_name)
-        ci_policy_doc = ci_doc["PolicyDocument"]
-        if isinstance(ci_policy_doc, str):
-            # moto stores an inline policy that came from a template as repr() of the dict.
-            ci_policy_doc = ast.literal_eval(ci_policy_doc)
+        ci_policy_names = iam.list_role_policies(RoleName=ci_role_name)["PolicyNames"]
+        stage_policy = {"smbridge-ci-stage-deploy"} if deploy_accounts else set()
+        assert set(ci_policy_names) == {"smbridge-ci"} | stage_policy
+
+        def role_policy(role: str, name: str) -> dict[str, Any]:
+            doc = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+            if isinstance(doc, str):
+                # moto stores an inline policy that came from a template as repr() of the dict.
+                doc = ast.literal_eval(doc)
+            return doc
+
+        ci_policy_doc = role_policy(ci_role_name, "smbridge-ci")
         (passrole,) = [s for s in statements(ci_policy_doc) if s["Action"] == "iam:PassRole"]
         assert passrole["Resource"] == outputs["SageMakerExecutionRoleArn"]
+        if deploy_accounts:
+            (assume,) = statements(role_policy(ci_role_name, "smbridge-ci-stage-deploy"))
+            assert assume["Action"] == "sts:AssumeRole"
+            assert assume["Resource"] == f"arn:aws:iam::*:role/{DEPLOY_ROLE_NAME}"
+            assert assume["Condition"] == {"StringEquals": {"aws:ResourceAccount": deploy_accounts}}
+        key_policy = kms.get_key_policy(KeyId=outputs["ArtifactsKeyArn"], PolicyName="default")[
+            "Policy"
+        ]
+        if isinstance(key_policy, str):
+            key_policy = json.loads(key_policy)  # moto returns a template's key policy as is
+        # moto keeps the null an Fn::If with AWS::NoValue leaves in a list.
+        key_stmts = {s["Sid"]: s for s in statements(key_policy) if s}
+        assert list(key_stmts) == ["EnableIamPolicies"] + (
+            ["StageAccountsDecryptModelArtifacts"] if deploy_accounts else []
+        )
+        if deploy_accounts:
+            decrypt = key_stmts["StageAccountsDecryptModelArtifacts"]
+            assert decrypt["Principal"] == {"AWS": deploy_accounts}
 
         # The resources moto's CloudFormation skips, created through moto's APIs from the
         # template's own (rendered) properties instead.
@@ -611,8 +795,16 @@ def test_moto_creates_the_stack(template: dict[str, Any]) -> None:
         )
         stored = json.loads(s3.get_bucket_policy(Bucket=outputs["ArtifactsBucketName"])["Policy"])
         assert stored == bucket_policy
+        if deploy_accounts:
+            (read,) = [s for s in statements(stored) if s["Effect"] == "Allow"]
+            assert read["Principal"] == {"AWS": deploy_accounts}
         sagemaker = boto3.client("sagemaker", region_name=REGION)
-        group = sagemaker.create_model_package_group(**rendered.properties("ModelPackageGroup"))
+        group_props = rendered.properties("ModelPackageGroup")
+        # CreateModelPackageGroup takes no policy (PutModelPackageGroupPolicy does, which moto
+        # does not implement): the policy is checked in layer 2.
+        group_policy = group_props.pop("ModelPackageGroupPolicy", None)
+        assert (group_policy is not None) == bool(deploy_accounts)
+        group = sagemaker.create_model_package_group(**group_props)
         assert group["ModelPackageGroupArn"].endswith(
             f":model-package-group/{outputs['ModelPackageGroupName']}"
         )
