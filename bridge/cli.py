@@ -272,19 +272,37 @@ def _config(args: argparse.Namespace) -> BridgeConfig:
     return load_config(args.config)
 
 
-def _clients(args: argparse.Namespace, config: BridgeConfig, reporter: Reporter) -> AwsClients:
+def _clients(
+    args: argparse.Namespace,
+    config: BridgeConfig,
+    reporter: Reporter,
+    *,
+    region: str | None = None,
+) -> AwsClients:
     from bridge.aws.session import AwsClients
     from bridge.credentials import aws_auth
 
     auth = aws_auth(
         config,
-        region=args.region,
+        region=region or _checked_region(args.region),
         role_arn=args.role_arn,
         web_identity=args.web_identity,
         profile=args.profile,
         reporter=reporter,
     )
     return AwsClients(auth)
+
+
+def _checked_region(region: str | None) -> str | None:
+    import re
+
+    if region is not None and not re.fullmatch(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", region):
+        raise UserError(f"--region {region!r}: expected an AWS region like eu-west-1")
+    return region
+
+
+def _registry_region(args: argparse.Namespace, config: BridgeConfig) -> str | None:
+    return config.model_registry.region or _checked_region(args.region) or config.region
 
 
 def _require(value: Any, key: str, flag: str) -> Any:
@@ -294,7 +312,7 @@ def _require(value: Any, key: str, flag: str) -> Any:
 
 
 def _region(args: argparse.Namespace, config: BridgeConfig) -> str:
-    region = args.region or config.region or os.environ.get("AWS_REGION")
+    region = _checked_region(args.region) or config.region or os.environ.get("AWS_REGION")
     region = region or os.environ.get("AWS_DEFAULT_REGION")
     return _require(region, "region", "--region")
 
@@ -476,8 +494,27 @@ def _trigger_settings(args: argparse.Namespace, *, need_credential: bool) -> Any
     return TriggerSettings.from_environ(environ)
 
 
+def _trigger_module(name: str) -> Any:
+    """Import a trigger module; its logs (powertools JSON lines) go to stderr in the CLI, so
+    stdout stays for the result."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"bridge.trigger.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != "aws_lambda_powertools":
+            raise
+        raise UserError(
+            "the trigger needs aws-lambda-powertools: pip install 'smbridge[trigger]'"
+        ) from None
+    from bridge.trigger.handler import logger
+
+    logger.registered_handler.stream = sys.stderr
+    return module
+
+
 def _trigger_runtime(args: argparse.Namespace, reporter: Reporter) -> Any:
-    from bridge.trigger.handler import build_runtime
+    build_runtime = _trigger_module("handler").build_runtime
 
     settings = _trigger_settings(args, need_credential=True)
     reporter.add_secret(settings.ado_pat)
@@ -486,7 +523,7 @@ def _trigger_runtime(args: argparse.Namespace, reporter: Reporter) -> Any:
 
 
 def _cmd_simulate(args: argparse.Namespace, reporter: Reporter) -> int:
-    from bridge.trigger import local
+    local = _trigger_module("local")
 
     event = local.read_event(args.event)
     if args.dry_run:
@@ -528,7 +565,7 @@ def _print_requests(reporter: Reporter, requests: list[dict[str, Any]]) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace, reporter: Reporter) -> int:
-    from bridge.trigger import local
+    local = _trigger_module("local")
 
     if args.dry_run:
         reporter.info(
@@ -558,6 +595,7 @@ def _cmd_package(args: argparse.Namespace, reporter: Reporter) -> int:
 
     if args.dry_run:
         reporter.info(f"dry run: would build {args.out} ({args.mode}, {args.platform})")
+        reporter.result({"status": "planned", "out": args.out})
         return 0
     result = build_package(
         Path(args.out), mode=args.mode, platform=args.platform, python_version=args.python_version
@@ -594,7 +632,7 @@ def _cmd_prepare(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge.deploy import PrepareParams, prepare_release
 
     config = _config(args)
-    registry_region = config.model_registry.region or args.region or config.region
+    registry_region = _registry_region(args, config)
     params = _validated(
         PrepareParams,
         {
@@ -608,13 +646,22 @@ def _cmd_prepare(args: argparse.Namespace, reporter: Reporter) -> int:
         },
     )
     if args.dry_run:
+        from bridge.deploy import check_package_arn
+        from bridge.deploy_config import load_stage_config
+
+        if params.model_package_arn:
+            check_package_arn(params)
+        for file in params.stage_configs:
+            load_stage_config(file)
+        operation = "DescribeModelPackage" if params.model_package_arn else "ListModelPackages"
         reporter.info(
-            "dry run: would call sagemaker:"
-            + ("DescribeModelPackage" if params.model_package_arn else "ListModelPackages")
-            + f" and write one <stage>.json per stage config to {params.out_dir} (no call)"
+            f"dry run: would call sagemaker:{operation} in {registry_region} and write one "
+            f"<stage>.json per stage config to {params.out_dir} (no call)"
         )
+        reporter.result({"status": "planned", "operation": operation})
         return 0
-    result = prepare_release(params, clients=_clients(args, config, reporter), reporter=reporter)
+    clients = _clients(args, config, reporter, region=registry_region)
+    result = prepare_release(params, clients=clients, reporter=reporter)
     reporter.result(result.model_dump())
     return 0
 
@@ -654,27 +701,34 @@ def _cmd_latest(args: argparse.Namespace, reporter: Reporter) -> int:
             f"ModelApprovalStatus={status!r}, SortBy='CreationTime', SortOrder='Descending', "
             "MaxResults=1) and DescribeModelPackage (no call)"
         )
+        reporter.result({"status": "planned", "group": group})
         return 0
-    clients = _clients(args, config, reporter)
+    clients = _clients(args, config, reporter, region=_registry_region(args, config))
     reporter.result(model_registry.latest(group, status=status, clients=clients, reporter=reporter))
     return 0
 
 
 def _cmd_describe(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge import model_registry
+    from bridge.aws.registry import ModelPackageArn
 
+    arn = ModelPackageArn.parse(args.arn, flag="ARN")
     if args.dry_run:
         reporter.info(f"dry run: would call sagemaker:DescribeModelPackage({args.arn!r})")
+        reporter.result({"status": "planned", "arn": arn.arn})
         return 0
-    clients = _clients(args, _config(args), reporter)
+    config = _config(args)
+    clients = _clients(args, config, reporter, region=arn.region)
     reporter.result(model_registry.describe(args.arn, clients=clients, reporter=reporter))
     return 0
 
 
 def _cmd_set_status(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge import model_registry
+    from bridge.aws.registry import ModelPackageArn
 
-    clients = None if args.dry_run else _clients(args, _config(args), reporter)
+    arn = ModelPackageArn.parse(args.arn, flag="ARN")
+    clients = None if args.dry_run else _clients(args, _config(args), reporter, region=arn.region)
     result = model_registry.set_status(
         args.arn,
         args.status,
@@ -710,6 +764,7 @@ def _cmd_endpoint_test(args: argparse.Namespace, reporter: Reporter) -> int:
             f"dry run: would call sagemaker-runtime:InvokeEndpoint(EndpointName={args.endpoint!r},"
             f" ContentType={expect.content_type!r}) {len(rows)} times (no call)"
         )
+        reporter.result({"status": "planned", "endpoint": args.endpoint, "rows": len(rows)})
         return 0
     base = _clients(args, _config(args), reporter)
     clients = stage_clients(stage, base) if stage else base
@@ -727,23 +782,57 @@ def _cmd_endpoint_test(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+def _library_error(exc: Exception) -> BridgeError | None:
+    """botocore failures that escaped a wrapper, as the bridge error they stand for."""
+    if not type(exc).__module__.startswith("botocore"):
+        return None
+    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+
+    from bridge.aws.errors import describe
+    from bridge.errors import CredentialsError, ServiceError
+
+    if isinstance(exc, NoCredentialsError):
+        return CredentialsError(
+            "no AWS credentials; configure the default chain (environment, profile, "
+            "AWSShellScript@1) or use --role-arn / --web-identity"
+        )
+    if isinstance(exc, NoRegionError):
+        return UserError("no AWS region: set region in bridge.yaml, --region or AWS_DEFAULT_REGION")
+    if isinstance(exc, ClientError):
+        operation = getattr(exc, "operation_name", "AWS call")
+        return ServiceError(f"{operation} failed: {describe(exc)}")
+    return ServiceError(f"AWS call failed: {exc}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``smbridge`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     reporter = Reporter.for_environment(args.output)
+
+    def debug_traceback() -> None:
+        if args.debug:
+            reporter.traceback(traceback.format_exc())
+
     try:
+        _checked_region(getattr(args, "region", None))
         return args.handler(args, reporter)
     except BridgeError as exc:
-        if args.debug:
-            traceback.print_exc()
+        debug_traceback()
         reporter.error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         reporter.error("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head -1`): nothing more to say to it.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit
+        return 141
     except Exception as exc:
-        if args.debug:
-            traceback.print_exc()
+        debug_traceback()
+        translated = _library_error(exc)
+        if translated is not None:
+            reporter.error(str(translated))
+            return translated.exit_code
         reporter.error(
             f"internal error ({type(exc).__name__}); rerun with --debug and report it: {exc}"
         )

@@ -7,7 +7,6 @@ This is the only module that parses configuration. Environment variables overrid
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -189,11 +188,8 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[s
 
 
 def _env_value(value: str) -> Any:
-    lowered = value.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if re.fullmatch(r"-?\d+", value.strip()):
-        return int(value)
+    # Kept a string: pydantic's lax mode reads "true" and "3" for bool and int fields, and a
+    # string field keeps "012345678901" (an account id) as it is.
     return value
 
 

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -190,6 +191,23 @@ def _require_approved(package: registry.ModelPackage) -> None:
         )
 
 
+def check_package_arn(params: PrepareParams) -> registry.ModelPackageArn:
+    """The ARN's shape, account and region, checked without any call."""
+    assert params.model_package_arn is not None
+    wanted = registry.ModelPackageArn.parse(params.model_package_arn)
+    if params.allowed_account and wanted.account != params.allowed_account:
+        raise UserError(
+            f"--model-package-arn: account {wanted.account} is not the model registry's "
+            f"({params.allowed_account}, model_registry.account_id in bridge.yaml)"
+        )
+    if params.allowed_region and wanted.region != params.allowed_region:
+        raise UserError(
+            f"--model-package-arn: region {wanted.region} is not the model registry's "
+            f"({params.allowed_region})"
+        )
+    return wanted
+
+
 def prepare_release(
     params: PrepareParams, *, clients: AwsClients, reporter: Reporter | None = None
 ) -> PrepareResult:
@@ -197,17 +215,7 @@ def prepare_release(
     reporter = reporter or Reporter()
     sagemaker = clients.client("sagemaker")
     if params.model_package_arn:
-        wanted = registry.ModelPackageArn.parse(params.model_package_arn)
-        if params.allowed_account and wanted.account != params.allowed_account:
-            raise UserError(
-                f"--model-package-arn: account {wanted.account} is not the model registry's "
-                f"({params.allowed_account}, model_registry.account_id in bridge.yaml)"
-            )
-        if params.allowed_region and wanted.region != params.allowed_region:
-            raise UserError(
-                f"--model-package-arn: region {wanted.region} is not the model registry's "
-                f"({params.allowed_region})"
-            )
+        wanted = check_package_arn(params)
         package = registry.describe_model_package(sagemaker, wanted.arn)
     elif params.group:
         found = registry.latest_model_package(sagemaker, params.group, status="Approved")
@@ -235,9 +243,10 @@ def prepare_release(
 
 
 def stage_clients(config: StageConfig, base: AwsClients) -> AwsClients:
-    """Clients in the stage's account: its deploy role assumed from the caller's credentials."""
+    """Clients in the stage's account: its deploy role assumed from the caller's credentials
+    (without a deploy role: the caller's own credentials, in the stage's region)."""
     if not config.deploy_role_arn:
-        return AwsClients(AwsAuth(region=config.region, profile=base.auth.profile))
+        return AwsClients(dataclasses.replace(base.auth, region=config.region))
     auth = AwsAuth(
         region=config.region,
         role_arn=config.deploy_role_arn,
@@ -285,6 +294,7 @@ def deploy_stage(
             target.client("cloudformation"),
             stack_name=plan.stack_name,
             template_body=template_file.read_text(encoding="utf-8"),
+            role_arn=config.cloudformation_role_arn,
             parameters=plan.parameters,
             tags=tags,
             progress=reporter.progress,

@@ -105,6 +105,8 @@ class StageConfig(_Strict):
     account_id: AccountId
     region: Region
     deploy_role_arn: RoleArn | None = None
+    # infra/deploy-role.yaml with UseCloudFormationServiceRole=true: its service role's ARN.
+    cloudformation_role_arn: RoleArn | None = None
     execution_role_arn: RoleArn
     name_prefix: NamePrefix
     inference: Inference

@@ -84,6 +84,10 @@ class Reporter:
             self._line(f"== {title}")
             yield
 
+    def traceback(self, text: str) -> None:
+        """A traceback (``--debug``): on stderr, secrets masked like everything else."""
+        self._line(text.rstrip(), stream=self._err)
+
     def output_variable(self, name: str, value: str) -> None:
         """Publish ``name`` for later pipeline steps (agent) and in the JSON result."""
         self.outputs[name] = value

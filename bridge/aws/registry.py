@@ -33,11 +33,11 @@ class ModelPackageArn:
     version: int
 
     @classmethod
-    def parse(cls, arn: str) -> ModelPackageArn:
+    def parse(cls, arn: str, *, flag: str = "--model-package-arn") -> ModelPackageArn:
         match = ARN_PATTERN.match(arn.strip())
         if not match:
             raise UserError(
-                f"--model-package-arn {arn!r}: expected "
+                f"{flag} {arn!r}: expected "
                 "arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>"
             )
         return cls(

@@ -115,12 +115,17 @@ def deploy_stack(
     tags: Mapping[str, str],
     progress: Callable[[str], None],
     capabilities: tuple[str, ...] = (),
+    role_arn: str | None = None,
     timeout_seconds: float = 3 * 3600,
     poll_seconds: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> StackResult:
-    """Create or update ``stack_name`` through a change set and wait for the end."""
+    """Create or update ``stack_name`` through a change set and wait for the end.
+
+    ``role_arn``: a CloudFormation service role (infra/deploy-role.yaml's optional one), so the
+    caller itself needs no rights on the stack's resources.
+    """
     existing = _stack(cfn, stack_name)
     if existing and existing["StackStatus"] in DEAD_ON_ARRIVAL:
         raise UserError(
@@ -136,8 +141,10 @@ def deploy_stack(
         "UPDATE" if existing and existing["StackStatus"] != "REVIEW_IN_PROGRESS" else "CREATE"
     )
     change_set_name = f"smbridge-{uuid.uuid4().hex[:12]}"
+    service_role = {"RoleARN": role_arn} if role_arn else {}
     try:
         created = cfn.create_change_set(
+            **service_role,
             StackName=stack_name,
             ChangeSetName=change_set_name,
             ChangeSetType=change_type,

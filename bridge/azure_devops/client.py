@@ -27,7 +27,7 @@ import requests
 
 from bridge import __version__
 from bridge.azure_devops.credentials import AzureDevOpsCredential
-from bridge.errors import ServiceError
+from bridge.errors import ServiceError, UserError
 
 API_VERSION = "7.1"
 DEFAULT_TIMEOUT = (5.0, 20.0)  # connect, read
@@ -104,9 +104,20 @@ class ApiRequest:
 
 
 def organization_url(organization: str) -> str:
-    """``contoso`` or ``https://dev.azure.com/contoso/`` → ``https://dev.azure.com/contoso``."""
+    """``contoso`` or ``https://dev.azure.com/contoso/`` → ``https://dev.azure.com/contoso``.
+
+    Plain ``http://`` would send the credential in clear text: refused, except on loopback.
+    """
     organization = organization.strip().rstrip("/")
-    if organization.startswith(("https://", "http://")):
+    if organization.startswith("http://"):
+        host = organization[len("http://") :].split("/", 1)[0].split(":", 1)[0]
+        if host not in ("localhost", "127.0.0.1", "[::1]"):
+            raise UserError(
+                f"organization {organization!r}: use https:// (the credential would travel "
+                "in clear text)"
+            )
+        return organization
+    if organization.startswith("https://"):
         return organization
     return f"https://dev.azure.com/{quote(organization, safe='')}"
 
@@ -230,6 +241,14 @@ class AzureDevOpsClient:
             return self._check(response, what, hints)
         raise AssertionError("unreachable")
 
+    def _redact(self, text: str) -> str:
+        """The service's own words may echo what it was sent: never the credential."""
+        secrets = getattr(self._credential, "secrets", lambda: [])()
+        for secret in sorted(secrets, key=len, reverse=True):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
     def _check(
         self, response: requests.Response, what: str, hints: Mapping[int, str] | None = None
     ) -> requests.Response:
@@ -237,7 +256,7 @@ class AzureDevOpsClient:
         if status < 300:
             return response
         limits = rate_limit_headers(response.headers)
-        detail = _service_message(response)
+        detail = self._redact(_service_message(response))
         suffix = f": {detail}" if detail else ""
         if status == 429:
             raise AzureDevOpsError(

@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 
 from bridge.azure_devops.client import AzureDevOpsClient, AzureDevOpsError
 from bridge.azure_devops.credentials import SecretCredential, secrets_manager_loader
-from bridge.errors import ServiceError
+from bridge.errors import CredentialsError, ServiceError
 from bridge.trigger.events import InvalidEvent, ModelPackageStateChange, parse_event
 from bridge.trigger.ledger import DynamoDBLedger, Ledger, MemoryLedger
 from bridge.trigger.routing import Route, RoutingTable, parse_routes
@@ -202,6 +202,8 @@ def handle(event: Any, context: Any, runtime: TriggerRuntime) -> dict[str, Any]:
             "failed: Azure DevOps refused or kept failing",
             extra={"status": exc.status, "error": str(exc), "rate_limit": exc.rate_limit},
         )
+        if exc.status == 401:
+            raise CredentialsError(f"route {route.describe()}: {exc}") from None
         raise ServiceError(f"route {route.describe()}: {exc}") from None
     status = "duplicate"  # the idempotency record answered: this approval already has its run
     if executed:

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -59,7 +60,7 @@ def plan_event(event: Any, routes: RoutingTable) -> dict[str, Any]:
     if not change.approved:
         return {"action": "ignore", "reason": f"status {detail.model_approval_status}"}
     url = (
-        f"{organization_url(route.organization)}/{route.project}/_apis/pipelines/"
+        f"{organization_url(route.organization)}/{quote(route.project, safe='')}/_apis/pipelines/"
         f"{route.pipeline_id}/runs?api-version={API_VERSION}"
     )
     return {

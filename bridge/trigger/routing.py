@@ -37,7 +37,9 @@ class Route(BaseModel):
     def _no_reserved(cls, value: dict[str, str]) -> dict[str, str]:
         clash = RESERVED_PARAMETERS & set(value)
         if clash:
-            raise ValueError(f"{', '.join(sorted(clash))} are set by the trigger itself")
+            raise ValueError(
+                f"{', '.join(sorted(clash))}: set by the trigger itself, remove from the route"
+            )
         return value
 
     @property
@@ -68,4 +70,5 @@ def parse_routes(text: str, *, source: str) -> RoutingTable:
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
-        raise ConfigError(f"{source}: {where}: {error['msg']}") from None
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {where}: {message}") from None

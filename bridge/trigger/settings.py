@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, CredentialsError
 
 
 class TriggerSettings(BaseModel):
@@ -39,10 +39,12 @@ class TriggerSettings(BaseModel):
             raise ConfigError(f"{name}: {error['msg']}") from None
         if not settings.routes and not settings.routes_parameter:
             raise ConfigError(
-                "no routes: set SMBRIDGE_ROUTES (JSON) or SMBRIDGE_ROUTES_PARAMETER (SSM name)"
+                "no routes: set SMBRIDGE_ROUTES (JSON) or SMBRIDGE_ROUTES_PARAMETER (SSM name), "
+                "or pass --routes FILE"
             )
         if not settings.ado_secret_arn and not settings.ado_pat:
-            raise ConfigError(
-                "no Azure DevOps credential: set SMBRIDGE_ADO_SECRET_ARN (Secrets Manager)"
+            raise CredentialsError(
+                "no Azure DevOps credential: set SMBRIDGE_ADO_SECRET_ARN (Secrets Manager), or "
+                "SMBRIDGE_ADO_PAT for local runs"
             )
         return settings
