@@ -39,6 +39,18 @@ _EXPORTS = {
     "pipeline_status": "bridge.pipeline",
     "stop_pipeline": "bridge.pipeline",
     "PollPolicy": "bridge.aws.waiter",
+    # model deploy
+    "PrepareParams": "bridge.deploy",
+    "DeployParams": "bridge.deploy",
+    "prepare_release": "bridge.deploy",
+    "deploy_stage": "bridge.deploy",
+    "StageConfig": "bridge.deploy_config",
+    "load_stage_config": "bridge.deploy_config",
+    "run_endpoint_test": "bridge.endpoint_test",
+    "Expectations": "bridge.endpoint_test",
+    # Azure DevOps side as code
+    "SetupParams": "bridge.ado_setup",
+    "setup_environments": "bridge.ado_setup",
     # output and errors
     "Reporter": "bridge.output",
     "BridgeError": "bridge.errors",

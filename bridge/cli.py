@@ -33,10 +33,10 @@ EXIT_CODES = """exit codes:
   0    success
   1    internal error (a bug: rerun with --debug and report it)
   2    bad input: config, argument, parameter or definition
-  3    an AWS call failed
+  3    an AWS or Azure DevOps call failed
   4    the pipeline execution Failed or was Stopped / an endpoint test failed
-  5    --timeout expired (the execution was stopped)
-  6    no usable AWS credentials / role could not be assumed
+  5    --timeout expired (a pipeline execution is stopped; a stack is left to CloudFormation)
+  6    no usable AWS or Azure DevOps credentials / a role could not be assumed
   130  cancelled by SIGINT/SIGTERM (the execution was stopped)
 """
 
@@ -164,7 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="stage config files (default: model-deploy/config/*.json)",
     )
-    prepare.add_argument("--templates-dir", default="model-deploy/templates")
 
     deploy = add_leaf(
         commands,
@@ -175,11 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
         parents=_common_options(config_flag="--bridge-config"),
     )
     deploy.add_argument("--stage", required=True, help="stage name, e.g. staging")
-    deploy.add_argument("--model-package-arn", required=True)
+    deploy.add_argument("--model-package-arn", required=True, help="the Approved version")
     deploy.add_argument(
         "--config", dest="stage_config", required=True, help="model-deploy/config/<stage>.json"
     )
-    deploy.add_argument("--templates-dir", default="model-deploy/templates")
+    deploy.add_argument(
+        "--templates-dir", default="model-deploy/templates", help="CloudFormation templates"
+    )
     deploy.add_argument("--timeout", default="3h", help="stop waiting after this (default 3h)")
 
     registry_parser = commands.add_parser("registry", help="SageMaker Model Registry")
@@ -642,7 +643,6 @@ def _cmd_prepare(args: argparse.Namespace, reporter: Reporter) -> int:
             "stage_configs": _stage_configs(args),
             "allowed_account": config.model_registry.account_id,
             "allowed_region": registry_region,
-            "templates_dir": Path(args.templates_dir),
         },
     )
     if args.dry_run:

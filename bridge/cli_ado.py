@@ -93,7 +93,7 @@ def _load_config(path: str | None) -> BridgeConfig:
 
 
 def environments_settings(config: BridgeConfig) -> EnvironmentsSettings:
-    """``azure_devops.environments`` of bridge.yaml (once bridge/config.py declares it)."""
+    """``azure_devops.environments`` of bridge.yaml ."""
     settings = getattr(config.azure_devops, "environments", None)
     if settings is None:
         raise UserError(

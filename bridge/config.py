@@ -86,14 +86,6 @@ class PipelineSettings(_Strict):
     parameters: dict[str, str] = Field(default_factory=dict, description="defaults for start")
 
 
-class StageSettings(_Strict):
-    """One deployment stage (staging, production, ...) in its own account."""
-
-    account_id: AccountId
-    region: Region | None = None
-    deploy_role_arn: RoleArn | None = None
-
-
 class ModelRegistrySettings(_Strict):
     """Where approved model packages may come from (model-deploy's Prepare stage checks it)."""
 
@@ -106,8 +98,6 @@ class AzureDevOpsSettings(_Strict):
 
     organization: str = Field(min_length=1, description="name, or https://dev.azure.com/<name>")
     project: str = Field(min_length=1)
-    build_pipeline_id: int | None = Field(None, ge=1)
-    deploy_pipeline_id: int | None = Field(None, ge=1)
     environments: EnvironmentsSettings | None = Field(
         None, description="smbridge ado setup: <prefix>-staging/-production and the approval check"
     )
@@ -121,7 +111,6 @@ class BridgeConfig(_Strict):
     model_registry: ModelRegistrySettings = Field(default_factory=ModelRegistrySettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
-    stages: dict[str, StageSettings] = Field(default_factory=dict)
     azure_devops: AzureDevOpsSettings | None = None
     source: str = Field("<defaults>", exclude=True, description="where this config came from")
 

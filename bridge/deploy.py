@@ -52,7 +52,6 @@ class PrepareParams(_Params):
     stage_configs: list[Path]
     allowed_account: str | None = None
     allowed_region: str | None = None
-    templates_dir: Path = Path("model-deploy/templates")
 
 
 class DeployParams(_Params):

@@ -5,10 +5,10 @@
 | 0    |                     | success                                                        |
 | 1    | (any other)         | a bug in smbridge: please report it (traceback with --debug)   |
 | 2    | UserError           | bad input: config file, argument, parameter, definition        |
-| 3    | ServiceError        | AWS (or Azure DevOps) refused or failed a call                 |
+| 3    | ServiceError        | AWS or Azure DevOps refused or failed a call                   |
 | 4    | ExecutionFailed     | the SageMaker pipeline execution ended Failed or Stopped       |
-| 5    | WaitTimeout         | ``--timeout`` expired; the execution was stopped               |
-| 6    | CredentialsError    | no usable credentials, or assuming the role failed             |
+| 5    | WaitTimeout         | ``--timeout`` expired (an execution is stopped)                |
+| 6    | CredentialsError    | no usable AWS/Azure DevOps credentials, or a role assumption   |
 | 130  | Cancelled           | SIGINT/SIGTERM (agent cancel); the execution was stopped       |
 """
 

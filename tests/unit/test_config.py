@@ -20,12 +20,12 @@ def test_repository_example_config_is_valid():
     config = load_config(REPO_ROOT / "bridge.yaml", environ={})
     assert config.pipeline.name
     assert config.pipeline.definition == "model-build/pipeline.py:get_pipeline"
-    assert set(config.stages) == {"staging", "production"}
+    assert config.azure_devops is not None and config.azure_devops.environments is not None
 
 
 def test_unquoted_account_id_is_accepted(tmp_path):
-    config = load_config(write(tmp_path, "stages:\n  prod:\n    account_id: 123456789012\n"))
-    assert config.stages["prod"].account_id == "123456789012"
+    config = load_config(write(tmp_path, "model_registry:\n  account_id: 123456789012\n"))
+    assert config.model_registry.account_id == "123456789012"
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_unquoted_account_id_is_accepted(tmp_path):
             "pipeline.execution_role_arn: expected an IAM role ARN",
         ),
         ("pipeline:\n  parallelism: 0\n", "pipeline.parallelism: expected greater than or equal"),
-        ("stages:\n  prod:\n    account_id: 12\n", "expected a 12-digit AWS account id"),
+        ("model_registry:\n  account_id: 12\n", "expected a 12-digit AWS account id"),
         ("pipeline:\n  name: has_underscore\n", "pipeline.name: expected letters, digits"),
         ("- a\n- b\n", "expected a mapping"),
         ("pipeline: [\n", "fix the YAML syntax"),
