@@ -98,6 +98,12 @@ def _name(base: str, suffix: str, limit: int = NAME_LIMIT) -> str:
     return f"{base[:room].rstrip('-')}-{suffix}"
 
 
+def _base_name(prefix: str, group: str) -> str:
+    """``<prefix>-<group>``, or the group alone when it already starts with the prefix (the
+    deploy role allows names starting with the prefix: infra/deploy-role.yaml)."""
+    return group if group == prefix or group.startswith(f"{prefix}-") else f"{prefix}-{group}"
+
+
 def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -105,7 +111,7 @@ def _digest(*parts: Any) -> str:
 def render_stage(config: StageConfig, package: registry.ModelPackageArn) -> StagePlan:
     """The stack name, template and CloudFormation parameters for ``package`` on a stage."""
     inference = config.inference
-    base = f"{config.name_prefix}-{package.group}"
+    base = _base_name(config.name_prefix, package.group)
     model_name = _name(
         base, f"v{package.version}-{config.stage}-{_digest(package.arn, config.execution_role_arn)}"
     )
@@ -174,7 +180,7 @@ def render_stage(config: StageConfig, package: registry.ModelPackageArn) -> Stag
         stage=config.stage,
         account_id=config.account_id,
         region=config.region,
-        stack_name=_name(f"{config.name_prefix}-{package.group}", config.stage, 128),
+        stack_name=_name(base, config.stage, 128),
         template=TEMPLATES[inference.type],
         parameters=parameters,
         tags=tags,

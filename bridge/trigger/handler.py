@@ -162,6 +162,11 @@ def handle(event: Any, context: Any, runtime: TriggerRuntime) -> dict[str, Any]:
             return context.get_remaining_time_in_millis() / 1000.0
         return 900.0
 
+    def log_retry(reason: str, delay: float) -> None:
+        logger.warning(
+            "retrying Azure DevOps", extra={"reason": reason, "delay_seconds": round(delay, 2)}
+        )
+
     def start(approval: dict[str, Any]) -> dict[str, Any]:
         previous = runtime.ledger.mark_post_attempt(approval["modelPackageArn"], approval["epoch"])
         outcome = start_run_once(
@@ -171,9 +176,7 @@ def handle(event: Any, context: Any, runtime: TriggerRuntime) -> dict[str, Any]:
             remaining_seconds=remaining,
             sleep=runtime.sleep,
             budget=runtime.budget,
-            on_retry=lambda reason, delay: logger.warning(
-                "retrying Azure DevOps", extra={"reason": reason, "delay_seconds": round(delay, 2)}
-            ),
+            on_retry=log_retry,
         )
         executed.append(outcome)
         return {"runId": outcome.run_id, "webUrl": outcome.web_url, "created": outcome.created}

@@ -148,8 +148,8 @@ def test_a_good_model_goes_through_to_production(
         assert codes == {
             "Prepare": 0, "DeployStaging": 0, "TestStaging": 0, "DeployProd": 0, "PostDeploy": 0,
         }  # fmt: skip
-        assert stacks_in("222222222222") == ["smbridge-demo-smbridge-demo-staging"]
-        assert stacks_in("333333333333") == ["smbridge-demo-smbridge-demo-production"]
+        assert stacks_in("222222222222") == ["smbridge-demo-staging"]
+        assert stacks_in("333333333333") == ["smbridge-demo-production"]
     assert (
         json.loads(Path("deploy-params/production.json").read_text())["parameters"][
             "DeploymentStrategy"
@@ -169,7 +169,7 @@ def test_a_failed_staging_test_leaves_production_untouched(
         approved_package()
         codes = release(capsys, endpoints, model_file, break_staging=True)
         assert codes == {"Prepare": 0, "DeployStaging": 0, "TestStaging": 4}
-        assert stacks_in("222222222222") == ["smbridge-demo-smbridge-demo-staging"]
+        assert stacks_in("222222222222") == ["smbridge-demo-staging"]
         assert stacks_in("333333333333") == []
     junit = Path("test-results/endpoint-staging.xml").read_text()
     assert 'failures="1"' in junit

@@ -48,7 +48,7 @@ def train_model(work: Path) -> Path:
 @dataclass
 class FakeEndpoint:
     model_file: Path
-    name: str = "smbridge-demo-smbridge-demo-staging"
+    name: str = "smbridge-demo-staging"
     status: int = 200
     transform: Any = None  # optional: change the response body (to simulate a broken model)
     requests: list[bytes] = field(default_factory=list)

@@ -116,7 +116,7 @@ def test_upsert_dry_run_plan_in_json(project, no_aws_calls, capsys):
     document = json.loads(capsys.readouterr().out)
     assert document["action"] == "planned"
     operations = [c["operation"] for c in document["planned_calls"]]
-    assert operations == ["DescribePipeline", "CreatePipeline", "UpdatePipeline"]
+    assert operations == ["DescribePipeline", "CreatePipeline", "UpdatePipeline", "AddTags"]
 
 
 def test_unknown_config_key_exits_2_with_one_line(project, capsys):
