@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from bridge.azure_devops.client import AzureDevOpsClient, AzureDevOpsError  # noqa: E402
 from bridge.azure_devops.credentials import SecretCredential  # noqa: E402
 from bridge.trigger.handler import build_runtime, handle  # noqa: E402
+from bridge.trigger.local import LocalContext  # noqa: E402
 from bridge.trigger.settings import TriggerSettings  # noqa: E402
 from tests.support.ado_contract import REFERENCE_DIR  # noqa: E402
 from tests.support.fake_ado import FakeAzureDevOps, Fault  # noqa: E402
@@ -49,19 +50,6 @@ FAULTS = [
     "crash",  # the Lambda dies after the run was created, before the record is completed
     "outage",  # more consecutive 502s than one invocation retries: the invocation fails
 ]  # fmt: skip
-
-
-class Context:
-    function_name = "smbridge-trigger"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:111122223333:function:smbridge-trigger"
-    aws_request_id = "bench"
-
-    def __init__(self, remaining_ms: int = 60_000) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 def approvals(count: int) -> list[dict]:
@@ -135,10 +123,12 @@ def run_bridge(events: list[dict], rng: random.Random) -> dict:
                         raise SystemExit("killed")
 
                     persistence.save_success = crash
-                    context = Context(remaining_ms=1)  # in-progress record expires at once
+                    context = LocalContext(
+                        timeout_seconds=0.001
+                    )  # in-progress record expires at once
                 else:
                     persistence.save_success = original_save_success
-                    context = Context()
+                    context = LocalContext()
                 try:
                     handle(event, context, runtime)
                     break
@@ -153,7 +143,7 @@ def run_bridge(events: list[dict], rng: random.Random) -> dict:
                 dlq.append(event)
         ado.faults.clear()
         for event in dlq:  # smbridge trigger replay
-            handle(event, Context(), runtime)
+            handle(event, LocalContext(), runtime)
         runs = Counter(run["templateParameters"]["modelPackageArn"] for run in ado.runs)
         return {
             "invocations": invocations,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
 from bridge.cli_ado import add_ado_commands
+from bridge.cli_parsers import add_command
 from bridge.errors import BridgeError, UserError
 from bridge.output import Reporter
 
@@ -84,16 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = pipeline.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def add(name: str, help_text: str, handler: Callable[..., int]) -> argparse.ArgumentParser:
-        sub = actions.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            parents=[common],
-            epilog=EXIT_CODES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        sub.set_defaults(handler=handler)
-        return sub
+        return add_command(actions, name, help_text, handler, parents=common, epilog=EXIT_CODES)
 
     def definition_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--definition", help="module:function or .json (pipeline.definition)")
@@ -137,16 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler: Callable[..., int],
         parents: argparse.ArgumentParser = common,
     ) -> argparse.ArgumentParser:
-        sub = parent.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            parents=[parents],
-            epilog=EXIT_CODES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        sub.set_defaults(handler=handler)
-        return sub
+        return add_command(parent, name, help_text, handler, parents=parents, epilog=EXIT_CODES)
 
     prepare = add_leaf(
         commands,
@@ -228,16 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     def add_trigger(
         name: str, help_text: str, handler: Callable[..., int]
     ) -> argparse.ArgumentParser:
-        sub = trigger_actions.add_parser(
+        sub = add_command(
+            trigger_actions,
             name,
-            help=help_text,
-            description=help_text + TRIGGER_ENVIRONMENT,
-            parents=[common],
+            help_text,
+            handler,
+            parents=common,
             epilog=EXIT_CODES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            description=help_text + TRIGGER_ENVIRONMENT,
         )
-        sub.set_defaults(handler=handler)
-        sub.add_argument("--routes", help="routing JSON file (default: SMBRIDGE_ROUTES)")
+        if name != "package":
+            sub.add_argument("--routes", help="routing JSON file (default: SMBRIDGE_ROUTES)")
         return sub
 
     simulate = add_trigger(

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from bridge.cli_parsers import add_command
 from bridge.errors import CredentialsError, UserError
 from bridge.output import Reporter
 
@@ -48,15 +49,7 @@ def add_ado_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     def add(
         group: Any, name: str, help_text: str, handler: Callable[..., int]
     ) -> argparse.ArgumentParser:
-        sub = group.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            parents=[common],
-            epilog=ADO_EXIT_CODES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        sub.set_defaults(handler=handler)
+        sub = add_command(group, name, help_text, handler, parents=common, epilog=ADO_EXIT_CODES)
         sub.add_argument(
             "--organization", help="Azure DevOps organization (azure_devops.organization)"
         )

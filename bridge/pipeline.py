@@ -227,16 +227,7 @@ def _upsert_plan(
     if spec_is_large(spec):
         definition_arg = {"PipelineDefinitionS3Location": f"s3://{params.bucket}/…/definitions/"}
         calls.append(PlannedCall("s3", "PutObject", {"Bucket": params.bucket}, changed))
-    common = {
-        "PipelineName": spec.name,
-        "RoleArn": spec.role_arn,
-        "PipelineDescription": spec.description,
-        **definition_arg,
-    }
-    if spec.display_name:
-        common["PipelineDisplayName"] = spec.display_name
-    if spec.parallelism:
-        common["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": spec.parallelism}
+    common = sm.write_arguments(spec, definition_arg)
     calls.append(PlannedCall("sagemaker", "CreatePipeline", {**common, "Tags": tags}, "if missing"))
     calls.append(PlannedCall("sagemaker", "UpdatePipeline", common, "if it exists and differs"))
     calls.append(PlannedCall("sagemaker", "AddTags", {"Tags": tags}, "after an update"))

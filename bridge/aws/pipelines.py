@@ -243,6 +243,21 @@ def _definition_argument(
     return {"PipelineDefinitionS3Location": location}, f"s3://{definition_bucket}/{key}"
 
 
+def write_arguments(spec: PipelineSpec, definition: dict[str, Any]) -> dict[str, Any]:
+    """The arguments CreatePipeline and UpdatePipeline share (``definition``: inline or S3)."""
+    arguments: dict[str, Any] = {
+        "PipelineName": spec.name,
+        "RoleArn": spec.role_arn,
+        "PipelineDescription": spec.description,
+        **definition,
+    }
+    if spec.display_name:
+        arguments["PipelineDisplayName"] = spec.display_name
+    if spec.parallelism:
+        arguments["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": spec.parallelism}
+    return arguments
+
+
 def _write(what: str, func: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         return func(**kwargs)
@@ -275,16 +290,7 @@ def upsert_pipeline(
     definition, location = _definition_argument(
         s3, spec, definition_bucket, definition_prefix or spec.name
     )
-    common: dict[str, Any] = {
-        "PipelineName": spec.name,
-        "RoleArn": spec.role_arn,
-        "PipelineDescription": spec.description,
-        **definition,
-    }
-    if spec.display_name:
-        common["PipelineDisplayName"] = spec.display_name
-    if spec.parallelism:
-        common["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": spec.parallelism}
+    common = write_arguments(spec, definition)
     tag_list = [{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())]
     if current is None:
         response = _write(

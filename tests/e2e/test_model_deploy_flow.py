@@ -20,6 +20,7 @@ from moto import mock_aws
 from bridge.cli import main
 from tests.support.fake_endpoint import FakeEndpoint, train_model
 from tests.support.moto_patches import moto_change_sets_with_outputs  # noqa: F401
+from tests.support.registry import add_model_package
 from tests.unit.test_deploy_templates import _moto_compatible, load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -75,16 +76,7 @@ def run(capsys, *argv: str) -> tuple[int, dict[str, str], str]:
 
 def approved_package() -> str:
     sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
-    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
-    return sagemaker.create_model_package(
-        ModelPackageGroupName=GROUP,
-        ModelApprovalStatus="Approved",
-        InferenceSpecification={
-            "Containers": [{"Image": "xgb:1.7-1", "ModelDataUrl": "s3://b/model.tar.gz"}],
-            "SupportedContentTypes": ["text/csv"],
-            "SupportedResponseMIMETypes": ["text/csv"],
-        },
-    )["ModelPackageArn"]
+    return add_model_package(sagemaker, GROUP, "Approved")
 
 
 def stacks_in(account: str) -> list[str]:

@@ -20,6 +20,7 @@ from bridge.deploy import DeployParams, deploy_stage
 from bridge.errors import UserError
 from bridge.output import Reporter
 from tests.support.moto_patches import moto_change_sets_with_outputs  # noqa: F401
+from tests.support.registry import add_model_package
 from tests.unit.test_deploy_templates import _moto_compatible, load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,18 +52,9 @@ def stage_file(tmp_path: Path, **overrides) -> Path:
 def aws(moto_change_sets_with_outputs):  # noqa: F811
     with mock_aws():
         sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
-        sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
 
         def add(status: str) -> str:
-            return sagemaker.create_model_package(
-                ModelPackageGroupName=GROUP,
-                ModelApprovalStatus=status,
-                InferenceSpecification={
-                    "Containers": [{"Image": "xgb:1.7-1", "ModelDataUrl": "s3://b/model.tar.gz"}],
-                    "SupportedContentTypes": ["text/csv"],
-                    "SupportedResponseMIMETypes": ["text/csv"],
-                },
-            )["ModelPackageArn"]
+            return add_model_package(sagemaker, GROUP, status)
 
         yield AwsClients(AwsAuth(region="eu-west-1")), add
 

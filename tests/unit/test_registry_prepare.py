@@ -16,6 +16,7 @@ from bridge.deploy import PrepareParams, prepare_release, render_stage
 from bridge.deploy_config import StageConfig, load_stage_config
 from bridge.errors import ConfigError, UserError
 from bridge.output import Reporter
+from tests.support.registry import add_model_package
 from tests.unit.conftest import StaticClients
 
 ACCOUNT = "123456789012"
@@ -40,18 +41,9 @@ def stage_document(stage: str = "staging", **overrides) -> dict:
 def registry():
     with mock_aws():
         sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
-        sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
 
         def add(status: str) -> str:
-            return sagemaker.create_model_package(
-                ModelPackageGroupName=GROUP,
-                ModelApprovalStatus=status,
-                InferenceSpecification={
-                    "Containers": [{"Image": "xgb:1.7-1", "ModelDataUrl": "s3://b/model.tar.gz"}],
-                    "SupportedContentTypes": ["text/csv"],
-                    "SupportedResponseMIMETypes": ["text/csv"],
-                },
-            )["ModelPackageArn"]
+            return add_model_package(sagemaker, GROUP, status)
 
         clients = StaticClients(sagemaker=sagemaker, sts=boto3.client("sts", "eu-west-1"))
         yield clients, add

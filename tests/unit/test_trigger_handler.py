@@ -21,6 +21,7 @@ from moto import mock_aws
 from bridge.errors import BridgeError, CredentialsError
 from bridge.trigger.events import InvalidEvent
 from bridge.trigger.handler import TriggerRuntime, build_runtime, handle
+from bridge.trigger.local import LocalContext
 from bridge.trigger.settings import TriggerSettings
 from tests.support.ado_contract import REFERENCE_DIR
 from tests.support.fake_ado import FakeAzureDevOps, Fault
@@ -35,19 +36,6 @@ ROUTES = {
 }
 SECRET_PAT = "PAT-SENTINEL-7f3a9c"
 TABLE = "smbridge-idempotency"
-
-
-class Context:
-    function_name = "smbridge-trigger"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:111122223333:function:smbridge-trigger"
-    aws_request_id = "req-1"
-
-    def __init__(self, remaining_ms: int = 60_000) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 def event(
@@ -122,8 +110,8 @@ def world(monkeypatch):
         yield runtime, ado, sleeps, secrets, arn
 
 
-def run(runtime: TriggerRuntime, evt: dict, ctx: Context | None = None) -> dict:
-    return handle(evt, ctx or Context(), runtime)
+def run(runtime: TriggerRuntime, evt: dict, ctx: LocalContext | None = None) -> dict:
+    return handle(evt, ctx or LocalContext(), runtime)
 
 
 def test_approval_starts_one_run_with_one_request(world):
@@ -252,7 +240,7 @@ def test_no_time_left_means_no_wait(world):
     runtime, ado, sleeps, _, _ = world
     ado.faults.append(Fault("status", 429, {"Retry-After": "30"}))
     with pytest.raises(BridgeError, match="no time left"):
-        run(runtime, event(), Context(remaining_ms=10_000))
+        run(runtime, event(), LocalContext(timeout_seconds=10))
     assert sleeps == []
 
 
@@ -308,7 +296,7 @@ def test_crash_between_run_created_and_record_completed(world, monkeypatch):
 
     monkeypatch.setattr(persistence, "save_success", crash)
     with pytest.raises(SystemExit):
-        run(runtime, event(event_id="first"), Context(remaining_ms=1))
+        run(runtime, event(event_id="first"), LocalContext(timeout_seconds=0.001))
     assert len(ado.runs) == 1
     monkeypatch.undo()
     time.sleep(0.01)  # the in-progress record expires with the (1 ms) remaining Lambda time
