@@ -4,13 +4,10 @@ Schema: ``../shared/reference/azure-pipelines-yaml.schema.json`` (draft-07, the 
 Azure Pipelines VS Code extension; it knows the built-in tasks and their inputs, not marketplace
 extensions such as the AWS Toolkit).
 
-How a file is checked against it: Azure Pipelines reads every scalar of the pipeline itself as a
-string (``timeoutInMinutes: 400`` and ``batch: true`` are the strings "400" and "true"), and the
-schema types those keys as strings; task ``inputs`` however carry the task's declared types
-(boolean, integer, ...). PyYAML's SafeLoader resolves ``400`` to an int and ``true`` to a bool, so
-the raw parse is rejected by the schema for that reason alone (``test_raw_pyyaml_parse_...``
-shows it). The checked document is therefore the PyYAML parse with every scalar outside task
-``inputs`` turned into its string form, validated with a plain Draft7Validator. The schema is
+How a file is checked against it: the PyYAML parse, as it is, with a plain Draft7Validator. The
+schema types the pipeline's own scalars as strings (``timeoutInMinutes``, ``batch``,
+``fetchDepth``, ``isSkippable``), so the files quote them (``timeoutInMinutes: "400"``; Azure
+Pipelines reads them as strings anyway); task ``inputs`` keep their declared types. The schema is
 loose in places (``variables`` as a mapping accepts anything, ``pool`` allows extra keys), which
 is fine; ``test_schema_rejects_broken_yaml`` proves the check does fail on a misspelled key, an
 unknown step key, and task inputs of the wrong type or value.
@@ -81,24 +78,10 @@ def load(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def as_pipeline_strings(node: Any, *, in_inputs: bool = False) -> Any:
-    """Scalars outside task ``inputs`` become strings, as Azure Pipelines reads them."""
-    if isinstance(node, dict):
-        return {
-            str(k): as_pipeline_strings(v, in_inputs=in_inputs or k == "inputs")
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [as_pipeline_strings(v, in_inputs=in_inputs) for v in node]
-    if in_inputs or node is None or isinstance(node, str):
-        return node
-    if isinstance(node, bool):
-        return "true" if node else "false"
-    return str(node)
-
-
 def schema_errors(validator: Draft7Validator, document: Any) -> list[str]:
-    errors = sorted(validator.iter_errors(as_pipeline_strings(document)), key=lambda e: e.path)
+    """Errors of the document exactly as PyYAML parses it (no coercion: what Microsoft's schema,
+    and the VS Code extension that uses it, sees)."""
+    errors = sorted(validator.iter_errors(document), key=lambda e: e.path)
     messages = []
     for error in errors:
         # anyOf errors nest the useful detail; show the deepest, most specific ones
@@ -186,12 +169,17 @@ def test_schema_accepts(validator: Draft7Validator, path: Path) -> None:
     assert schema_errors(validator, load(path)) == []
 
 
-def test_raw_pyyaml_parse_is_rejected_only_for_typed_scalars(
+def test_typed_scalars_where_the_schema_wants_strings_are_rejected(
     validator: Draft7Validator, model_build: dict[str, Any]
 ) -> None:
-    raw_errors = list(validator.iter_errors(model_build))
-    assert raw_errors, "expected the int/bool scalars of the raw parse to be rejected"
+    """``fetchDepth: 1`` (an int) is what the schema rejected once: it wants a string."""
     assert schema_errors(validator, model_build) == []
+    for key, typed in (("fetchDepth", 1), ("timeoutInMinutes", 30)):
+        broken = copy.deepcopy(model_build)
+        job = broken["stages"][0]["jobs"][0]
+        target = job["steps"][0] if key == "fetchDepth" else job
+        target[key] = typed
+        assert schema_errors(validator, broken), key
 
 
 def _mutations(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

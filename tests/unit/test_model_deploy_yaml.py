@@ -317,7 +317,7 @@ def gate_problems(doc: dict[str, Any]) -> list[str]:
     if "TestStaging" not in ancestors(graph, "DeployProd"):
         problems.append("DeployProd does not depend (even transitively) on TestStaging")
     for name in ("Prepare", "DeployStaging", "TestStaging"):
-        if stages[name].get("isSkippable") is not False:
+        if str(stages[name].get("isSkippable")).lower() != "false":
             problems.append(f"{name} can be deselected at queue time (isSkippable)")
     for name in ("DeployStaging", "TestStaging", "DeployProd"):
         for job in stages[name]["jobs"]:
@@ -632,7 +632,7 @@ def test_prepare_dispatches_arn_or_group_and_publishes_the_params(doc: dict[str,
                 ("current", "deploy-params")
             ]
             # deployment jobs do not check out the repository on their own
-            assert steps_of(job)[0] == {"checkout": "self", "fetchDepth": 1}
+            assert steps_of(job)[0] == {"checkout": "self", "fetchDepth": "1"}
 
 
 def test_each_stage_uses_its_own_config_and_results(doc: dict[str, Any]) -> None:
@@ -818,16 +818,16 @@ MUTATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     "DeployProd drops TestStaging": ("gate", _set("DeployProd", dependsOn=["Prepare"])),
     "DeployProd depends on nothing": ("gate", _set("DeployProd", dependsOn=[])),
     "DeployProd job runs always": ("gate", _job("DeployProd", condition="always()")),
-    "DeployProd job continues on error": ("gate", _job("DeployProd", continueOnError=True)),
+    "DeployProd job continues on error": ("gate", _job("DeployProd", continueOnError="true")),
     "DeployProd deploy step runs always": (
         "gate",
         _step("DeployProd", "stack", condition="always()"),
     ),
     "TestStaging tolerates a failed test": (
         "gate",
-        _step("TestStaging", "endpoint_test", continueOnError=True),
+        _step("TestStaging", "endpoint_test", continueOnError="true"),
     ),
-    "TestStaging test disabled": ("gate", _step("TestStaging", "endpoint_test", enabled=False)),
+    "TestStaging test disabled": ("gate", _step("TestStaging", "endpoint_test", enabled="false")),
     "TestStaging runs after a failed staging deploy": (
         "gate",
         _set("TestStaging", condition="succeededOrFailed()"),
