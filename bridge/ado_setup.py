@@ -19,6 +19,7 @@ are imported by the functions that use them).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -271,7 +272,7 @@ def setup_environments(
             changed = ado.approval_differences(existing, desired)
             if changed:
                 # keep identities someone blocked by hand: this setup does not manage them
-                merged = _with_blocked(desired, existing.blocked_approvers)
+                merged = dataclasses.replace(desired, blocked_approvers=existing.blocked_approvers)
                 ado.update_approval_check(client, params.project, current.id, environment, merged)
                 outcome = CheckOutcome(
                     environment=production, id=current.id, action="updated", changed=changed
@@ -311,12 +312,6 @@ def _ensure_environment(
             if existing is not None:
                 return existing, "unchanged"
         raise
-
-
-def _with_blocked(check: ApprovalCheck, blocked: tuple[Any, ...]) -> ApprovalCheck:
-    from dataclasses import replace
-
-    return replace(check, blocked_approvers=blocked)
 
 
 def _setup_plan(params: SetupParams, desired: ApprovalCheck, reporter: Reporter) -> SetupResult:

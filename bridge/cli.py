@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
 from bridge.cli_ado import add_ado_commands
-from bridge.cli_parsers import add_command
+from bridge.cli_parsers import add_command, require, validated
 from bridge.errors import BridgeError, UserError
 from bridge.output import Reporter
 
@@ -290,20 +290,14 @@ def _registry_region(args: argparse.Namespace, config: BridgeConfig) -> str | No
     return config.model_registry.region or _checked_region(args.region) or config.region
 
 
-def _require(value: Any, key: str, flag: str) -> Any:
-    if value in (None, ""):
-        raise UserError(f"{key} is not set: add it to bridge.yaml or pass {flag}")
-    return value
-
-
 def _region(args: argparse.Namespace, config: BridgeConfig) -> str:
     region = _checked_region(args.region) or config.region or os.environ.get("AWS_REGION")
     region = region or os.environ.get("AWS_DEFAULT_REGION")
-    return _require(region, "region", "--region")
+    return require(region, "region", "--region")
 
 
 def _pipeline_name(args: argparse.Namespace, config: BridgeConfig) -> str:
-    return _require(args.pipeline_name or config.pipeline.name, "pipeline.name", "--pipeline-name")
+    return require(args.pipeline_name or config.pipeline.name, "pipeline.name", "--pipeline-name")
 
 
 def _build_fields(args: argparse.Namespace, config: BridgeConfig) -> dict[str, Any]:
@@ -312,15 +306,13 @@ def _build_fields(args: argparse.Namespace, config: BridgeConfig) -> dict[str, A
         "definition": args.definition or p.definition,
         "pipeline_name": _pipeline_name(args, config),
         "region": _region(args, config),
-        "execution_role_arn": _require(
+        "execution_role_arn": require(
             args.execution_role_arn or p.execution_role_arn,
             "pipeline.execution_role_arn",
             "--execution-role-arn",
         ),
-        "bucket": _require(
-            args.bucket or p.artifact_bucket, "pipeline.artifact_bucket", "--bucket"
-        ),
-        "model_package_group": _require(
+        "bucket": require(args.bucket or p.artifact_bucket, "pipeline.artifact_bucket", "--bucket"),
+        "model_package_group": require(
             args.model_package_group or config.model_package_group,
             "model_package_group",
             "--model-package-group",
@@ -340,17 +332,6 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
     return result
 
 
-def _validated(model: type, fields: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        return model(**fields)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(p) for p in error["loc"])
-        raise UserError(f"{key}: {error['msg']}") from None
-
-
 # -- commands -----------------------------------------------------------------------------------
 
 
@@ -360,7 +341,7 @@ def _cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge.pipeline import BuildParams, build_definition, describe_build
 
     config = _config(args)
-    params = _validated(BuildParams, _build_fields(args, config))
+    params = validated(BuildParams, _build_fields(args, config))
     built = build_definition(params)
     result = describe_build(params, built)
     if args.out:
@@ -392,7 +373,7 @@ def _cmd_upsert(args: argparse.Namespace, reporter: Reporter) -> int:
 
     config = _config(args)
     p = config.pipeline
-    params = _validated(
+    params = validated(
         UpsertParams,
         {
             **_build_fields(args, config),
@@ -416,7 +397,7 @@ def _cmd_start(args: argparse.Namespace, reporter: Reporter) -> int:
     timeout = parse_duration(args.timeout) if args.timeout else None
     if timeout and not args.wait:
         raise UserError("--timeout needs --wait")
-    params = _validated(
+    params = validated(
         StartParams,
         {
             "pipeline_name": _pipeline_name(args, config),
@@ -618,7 +599,7 @@ def _cmd_prepare(args: argparse.Namespace, reporter: Reporter) -> int:
 
     config = _config(args)
     registry_region = _registry_region(args, config)
-    params = _validated(
+    params = validated(
         PrepareParams,
         {
             "model_package_arn": args.model_package_arn or None,
@@ -656,7 +637,7 @@ def _cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge.deploy import DeployParams, deploy_stage
     from bridge.durations import parse_duration
 
-    params = _validated(
+    params = validated(
         DeployParams,
         {
             "stage": args.stage,
@@ -677,7 +658,7 @@ def _cmd_latest(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge import model_registry
 
     config = _config(args)
-    group = _require(args.group or config.model_package_group, "model_package_group", "--group")
+    group = require(args.group or config.model_package_group, "model_package_group", "--group")
     status = None if args.status == "any" else args.status
     if args.dry_run:
         reporter.info(

@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from bridge.cli_parsers import add_command
-from bridge.errors import CredentialsError, UserError
+from bridge.cli_parsers import add_command, require, validated
+from bridge.errors import UserError
 from bridge.output import Reporter
 
 if TYPE_CHECKING:
@@ -100,13 +100,10 @@ def _project(args: argparse.Namespace, config: BridgeConfig) -> tuple[str, str]:
     ado = config.azure_devops
     organization = args.organization or (ado.organization if ado else None)
     project = args.project or (ado.project if ado else None)
-    if not organization:
-        raise UserError(
-            "azure_devops.organization is not set: add it to bridge.yaml or pass --organization"
-        )
-    if not project:
-        raise UserError("azure_devops.project is not set: add it to bridge.yaml or pass --project")
-    return organization, project
+    return (
+        require(organization, "azure_devops.organization", "--organization"),
+        require(project, "azure_devops.project", "--project"),
+    )
 
 
 def _client(
@@ -121,30 +118,6 @@ def _client(
     return AzureDevOpsClient(organization, credential)
 
 
-def _validated(model: type, fields: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        return model(**fields)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(p) for p in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        raise UserError(f"{key}: {message}" if key else message) from None
-
-
-def _run(call: Callable[[], Any]) -> Any:
-    """A refused credential (HTTP 401) exits 6 like a missing one."""
-    from bridge.azure_devops.client import AzureDevOpsError
-
-    try:
-        return call()
-    except AzureDevOpsError as exc:
-        if exc.status == 401:
-            raise CredentialsError(str(exc)) from None
-        raise
-
-
 # -- commands -----------------------------------------------------------------------------------
 
 
@@ -153,17 +126,18 @@ def _cmd_setup(args: argparse.Namespace, reporter: Reporter) -> int:
 
     config = _load_config(args.config)
     organization, project = _project(args, config)
-    settings = environments_settings(config)
-    fields = {
-        **settings.production_approval.model_dump(),
-        "organization": organization,
-        "project": project,
-        "environment_prefix": args.prefix or settings.prefix,
-        "dry_run": args.dry_run,
-    }
-    params = _validated(SetupParams, fields)
+    params = validated(
+        SetupParams.from_settings,
+        {
+            "settings": environments_settings(config),
+            "organization": organization,
+            "project": project,
+            "prefix": args.prefix,
+            "dry_run": args.dry_run,
+        },
+    )
     client = None if args.dry_run else _client(organization, reporter)
-    result = _run(lambda: setup_environments(params, client=client, reporter=reporter))
+    result = setup_environments(params, client=client, reporter=reporter)
     reporter.result(result.model_dump(mode="json"))
     return 0
 
@@ -172,7 +146,7 @@ def _cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge.ado_setup import ApprovalsListParams, list_approvals
 
     organization, project = _project(args, _load_config(args.config))
-    params = _validated(
+    params = validated(
         ApprovalsListParams,
         {
             "organization": organization,
@@ -183,7 +157,7 @@ def _cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
         },
     )
     client = None if args.dry_run else _client(organization, reporter)
-    result = _run(lambda: list_approvals(params, client=client, reporter=reporter))
+    result = list_approvals(params, client=client, reporter=reporter)
     reporter.result(result.model_dump(mode="json"))
     return 0
 
@@ -192,7 +166,7 @@ def _decision(args: argparse.Namespace, reporter: Reporter, approve: bool) -> in
     from bridge import ado_setup
 
     organization, project = _project(args, _load_config(args.config))
-    params = _validated(
+    params = validated(
         ado_setup.ApprovalDecisionParams,
         {
             "organization": organization,
@@ -204,7 +178,7 @@ def _decision(args: argparse.Namespace, reporter: Reporter, approve: bool) -> in
     )
     client = None if args.dry_run else _client(organization, reporter)
     decide = ado_setup.approve if approve else ado_setup.reject
-    result = _run(lambda: decide(params, client=client, reporter=reporter))
+    result = decide(params, client=client, reporter=reporter)
     reporter.result(result.model_dump(mode="json"))
     return 0
 

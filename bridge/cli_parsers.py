@@ -1,10 +1,12 @@
-"""The one way smbridge declares a (sub)command, shared by cli.py and cli_ado.py."""
+"""What cli.py and cli_ado.py share: declaring a command, required settings, parameters."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 from typing import Any
+
+from bridge.errors import UserError
 
 
 def add_command(
@@ -28,3 +30,23 @@ def add_command(
     )
     sub.set_defaults(handler=handler)
     return sub
+
+
+def require(value: Any, key: str, flag: str) -> Any:
+    """``value``, or a one-line error naming the bridge.yaml key and the flag that set it."""
+    if value in (None, ""):
+        raise UserError(f"{key} is not set: add it to bridge.yaml or pass {flag}")
+    return value
+
+
+def validated(model: Callable[..., Any], fields: dict[str, Any]) -> Any:
+    """``model(**fields)``, a pydantic model or factory; its first error as one line."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise UserError(f"{key}: {message}" if key else message) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
@@ -44,9 +44,7 @@ class Reporter:
             self._secrets.add(value)
 
     def redact(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        return mask(text, self._secrets)
 
     def _line(self, text: str, *, stream: TextIO | None = None) -> None:
         target = stream or (self._err if self.mode == "json" else self._out)
@@ -103,6 +101,14 @@ class Reporter:
         if self.mode == "json":
             document = json.dumps(data, indent=2, sort_keys=True, default=str)
             print(self.redact(document), file=self._out, flush=True)
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ``***`` (longest first: a secret may contain
+    another)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

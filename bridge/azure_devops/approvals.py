@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
-from bridge.azure_devops.client import ApiRequest, AzureDevOpsClient, collection
+from bridge.azure_devops.client import ApiRequest, AzureDevOpsClient, collection, web_href
+from bridge.azure_devops.environments import AUTH_HINT
 
 APPROVALS_API_VERSION = "7.1"
 ApprovalState = Literal[
@@ -19,7 +20,7 @@ ApprovalState = Literal[
 Decision = Literal["approved", "rejected"]
 
 _HINTS: Mapping[int, str] = {
-    401: "the credential was refused: check the PAT (or System.AccessToken) and its scopes",
+    401: AUTH_HINT,
     403: "the identity may not act on this approval (PAT scope 'Build: Read & execute')",
     404: "check the organization, the project and the approval id",
 }
@@ -96,7 +97,7 @@ def _approval(data: Mapping[str, Any]) -> Approval:
         steps=steps,
         pipeline_name=str(pipeline.get("name") or ""),
         run_name=str(owner.get("name") or ""),
-        run_url=str(((owner.get("_links") or {}).get("web") or {}).get("href") or ""),
+        run_url=web_href(owner),
     )
 
 
@@ -175,11 +176,3 @@ def update_approval(
     if match is None and items:
         match = items[0]
     return _approval(match) if match else Approval(id=approval_id, status=status)
-
-
-def approve(client: AzureDevOpsClient, project: str, approval_id: str, comment: str) -> Approval:
-    return update_approval(client, project, approval_id, "approved", comment)
-
-
-def reject(client: AzureDevOpsClient, project: str, approval_id: str, comment: str) -> Approval:
-    return update_approval(client, project, approval_id, "rejected", comment)

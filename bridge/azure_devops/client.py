@@ -28,6 +28,7 @@ import requests
 from bridge import __version__
 from bridge.azure_devops.credentials import AzureDevOpsCredential
 from bridge.errors import ServiceError, UserError
+from bridge.output import mask
 
 API_VERSION = "7.1"
 DEFAULT_TIMEOUT = (5.0, 20.0)  # connect, read
@@ -55,26 +56,34 @@ class AzureDevOpsError(ServiceError):
         self.maybe_processed = maybe_processed
         self.retry_after = retry_after
         self.rate_limit = dict(rate_limit or {})
+        if status == 401:
+            self.exit_code = 6  # the credential was refused (bridge/errors.py)
+
+
+# Advice for the pipeline-run calls (run_pipeline, list_builds); other requests bring their own.
+PIPELINE_HINTS = {
+    400: "check the pipeline id and that the YAML declares every template parameter",
+    401: "the credential was refused; check the PAT or service principal in the secret",
+    403: "the identity lacks 'Queue builds' permission on the pipeline",
+    404: "check organization, project and pipeline id",
+}
 
 
 @dataclass(frozen=True)
 class PipelineRun:
+    """A run as ``Runs - Run Pipeline`` and ``Builds - List`` return it (what the bridge uses)."""
+
     id: int
-    name: str
-    state: str
     web_url: str
     template_parameters: dict[str, str] = field(default_factory=dict)
 
-
-@dataclass(frozen=True)
-class BuildSummary:
-    id: int
-    build_number: str
-    status: str
-    result: str
-    queue_time: str
-    web_url: str
-    template_parameters: dict[str, str] = field(default_factory=dict)
+    @classmethod
+    def from_response(cls, data: Mapping[str, Any]) -> PipelineRun:
+        return cls(
+            id=int(data["id"]),
+            web_url=web_href(data),
+            template_parameters=dict(data.get("templateParameters") or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ class ApiRequest:
     """One Azure DevOps REST request, described before it is sent (a dry run prints it).
 
     ``path`` is relative to the organization URL; ``what`` names the operation in errors;
-    ``hints`` (HTTP status → advice) replace the pipeline-specific advice of ``run_pipeline``.
+    ``hints`` (HTTP status → advice) are added to the error of a refused request.
     """
 
     method: str
@@ -101,6 +110,32 @@ class ApiRequest:
 
     def as_dict(self, base_url: str) -> dict[str, Any]:
         return {"method": self.method, "url": self.url(base_url), "body": self.body}
+
+
+def web_href(data: Mapping[str, Any]) -> str:
+    """The ``_links.web.href`` of a resource ("" when absent)."""
+    return str(((data.get("_links") or {}).get("web") or {}).get("href", ""))
+
+
+def run_pipeline_request(
+    project: str,
+    pipeline_id: int,
+    *,
+    template_parameters: Mapping[str, str],
+    ref_name: str | None = None,
+) -> ApiRequest:
+    """``Runs - Run Pipeline``: ``POST {project}/_apis/pipelines/{id}/runs``."""
+    body: dict[str, Any] = {"templateParameters": dict(template_parameters)}
+    if ref_name:
+        body["resources"] = {"repositories": {"self": {"refName": ref_name}}}
+    return ApiRequest(
+        "POST",
+        f"{quote(project, safe='')}/_apis/pipelines/{int(pipeline_id)}/runs",
+        API_VERSION,
+        f"run pipeline {pipeline_id} in {project}",
+        body=body,
+        hints=PIPELINE_HINTS,
+    )
 
 
 def organization_url(organization: str) -> str:
@@ -202,19 +237,11 @@ class AzureDevOpsClient:
         self._max_retry_wait = max_retry_wait
         self.requests_made = 0
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        body: Any = None,
-        what: str,
-        api_version: str = API_VERSION,
-        hints: Mapping[int, str] | None = None,
-    ) -> requests.Response:
-        url = f"{self.base_url}/{path.lstrip('/')}"
-        query = {**(params or {}), "api-version": api_version}
+    def _request(self, request: ApiRequest) -> requests.Response:
+        """One HTTP request (plus one retry after a 401 with the credential read again)."""
+        what = request.what
+        url = f"{self.base_url}/{request.path.lstrip('/')}"
+        query = {**request.params, "api-version": request.api_version}
         for attempt in (1, 2):
             headers = {
                 "Authorization": self._credential.authorization(),
@@ -224,7 +251,12 @@ class AzureDevOpsClient:
             self.requests_made += 1
             try:
                 response = self._http.request(
-                    method, url, params=query, json=body, headers=headers, timeout=self._timeout
+                    request.method,
+                    url,
+                    params=query,
+                    json=request.body,
+                    headers=headers,
+                    timeout=self._timeout,
                 )
             except requests.Timeout:
                 raise AzureDevOpsError(
@@ -238,25 +270,18 @@ class AzureDevOpsClient:
             if response.status_code == 401 and attempt == 1:
                 self._credential.invalidate()  # rotated PAT or expired token: read it again
                 continue
-            return self._check(response, what, hints)
+            return self._check(response, what, request.hints)
         raise AssertionError("unreachable")
 
-    def _redact(self, text: str) -> str:
-        """The service's own words may echo what it was sent: never the credential."""
-        secrets = getattr(self._credential, "secrets", lambda: [])()
-        for secret in sorted(secrets, key=len, reverse=True):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
     def _check(
-        self, response: requests.Response, what: str, hints: Mapping[int, str] | None = None
+        self, response: requests.Response, what: str, hints: Mapping[int, str]
     ) -> requests.Response:
         status = response.status_code
         if status < 300:
             return response
         limits = rate_limit_headers(response.headers)
-        detail = self._redact(_service_message(response))
+        # The service's own words may echo what it was sent: never the credential.
+        detail = mask(_service_message(response), self._credential.secrets())
         suffix = f": {detail}" if detail else ""
         if status == 429:
             raise AzureDevOpsError(
@@ -275,21 +300,11 @@ class AzureDevOpsClient:
                 retry_after=retry_after_seconds(response.headers),
                 rate_limit=limits,
             )
-        if hints is None:
-            hints = {
-                400: "check the pipeline id and that the YAML declares every template parameter",
-                401: "the credential was refused; check the PAT or service principal in the secret",
-                403: "the identity lacks 'Queue builds' permission on the pipeline",
-                404: "check organization, project and pipeline id",
-            }
         hint = hints.get(status, "")
         hint_text = f" ({hint})" if hint else ""
         raise AzureDevOpsError(f"{what}: HTTP {status}{suffix}{hint_text}", status=status)
 
     # -- Any operation -------------------------------------------------------------------------
-
-    def url_for(self, request: ApiRequest) -> str:
-        return request.url(self.base_url)
 
     def send(self, request: ApiRequest) -> requests.Response:
         """Send ``request`` with its own api-version: one HTTP request (plus one retry after a
@@ -298,15 +313,7 @@ class AzureDevOpsClient:
         retries = self._get_retries if request.method.upper() == "GET" else 0
         for attempt in range(retries + 1):
             try:
-                return self._request(
-                    request.method,
-                    request.path,
-                    params=dict(request.params),
-                    body=request.body,
-                    what=request.what,
-                    api_version=request.api_version,
-                    hints=request.hints,
-                )
+                return self._request(request)
             except AzureDevOpsError as exc:
                 if not exc.retryable or attempt == retries:
                     raise
@@ -330,24 +337,12 @@ class AzureDevOpsClient:
         template_parameters: Mapping[str, str],
         ref_name: str | None = None,
     ) -> PipelineRun:
-        """``Runs - Run Pipeline``: one ``POST …/_apis/pipelines/{id}/runs``."""
-        body: dict[str, Any] = {"templateParameters": dict(template_parameters)}
-        if ref_name:
-            body["resources"] = {"repositories": {"self": {"refName": ref_name}}}
-        response = self._request(
-            "POST",
-            f"{quote(project, safe='')}/_apis/pipelines/{int(pipeline_id)}/runs",
-            body=body,
-            what=f"run pipeline {pipeline_id} in {project}",
+        """``Runs - Run Pipeline``: one POST, never retried here (the caller decides, since a run
+        may exist after a failure)."""
+        request = run_pipeline_request(
+            project, pipeline_id, template_parameters=template_parameters, ref_name=ref_name
         )
-        data = response.json()
-        return PipelineRun(
-            id=int(data["id"]),
-            name=str(data.get("name", "")),
-            state=str(data.get("state", "")),
-            web_url=str(data.get("_links", {}).get("web", {}).get("href", "")),
-            template_parameters=dict(data.get("templateParameters") or {}),
-        )
+        return PipelineRun.from_response(self._request(request).json())
 
     # -- Builds -------------------------------------------------------------------------------
 
@@ -358,7 +353,7 @@ class AzureDevOpsClient:
         *,
         min_time: datetime | None = None,
         top: int = 100,
-    ) -> list[BuildSummary]:
+    ) -> list[PipelineRun]:
         """``Builds - List`` for one pipeline definition, newest first. Unlike ``Runs - List`` it
         returns each run's ``templateParameters``: the way to find a run for a model package."""
         params: dict[str, Any] = {
@@ -368,23 +363,14 @@ class AzureDevOpsClient:
         }
         if min_time is not None:
             params["minTime"] = min_time.isoformat().replace("+00:00", "Z")
-        response = self._request(
+        request = ApiRequest(
             "GET",
             f"{quote(project, safe='')}/_apis/build/builds",
+            API_VERSION,
+            f"list runs of pipeline {definition_id} in {project}",
             params=params,
-            what=f"list runs of pipeline {definition_id} in {project}",
+            hints=PIPELINE_HINTS,
         )
-        data = response.json()
-        items = data.get("value", []) if isinstance(data, dict) else data
-        return [
-            BuildSummary(
-                id=int(item["id"]),
-                build_number=str(item.get("buildNumber", "")),
-                status=str(item.get("status", "")),
-                result=str(item.get("result", "") or ""),
-                queue_time=str(item.get("queueTime", "")),
-                web_url=str(item.get("_links", {}).get("web", {}).get("href", "")),
-                template_parameters=dict(item.get("templateParameters") or {}),
-            )
-            for item in items
-        ]
+        # _request, not send: this GET is part of the trigger's own retry plan (starter.py).
+        items = collection(self._request(request).json())
+        return [PipelineRun.from_response(item) for item in items]

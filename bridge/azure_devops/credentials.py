@@ -44,6 +44,11 @@ class _ServicePrincipal:
     client_secret: str
 
 
+def basic_credentials(pat: str) -> str:
+    """The ``Basic`` credentials of a PAT: base64 of ``:<pat>`` (any user name works)."""
+    return base64.b64encode(f":{pat}".encode()).decode()
+
+
 def parse_secret(value: str, *, source: str) -> str | _ServicePrincipal:
     """A PAT (plain string or ``{"pat": …}``) or ``{"tenantId", "clientId", "clientSecret"}``."""
     text = value.strip()
@@ -110,7 +115,7 @@ class SecretCredential:
                 self._material = parse_secret(self._load(), source=self._source)
             if isinstance(self._material, str):
                 self._remember(self._material)
-                basic = base64.b64encode(f":{self._material}".encode()).decode()
+                basic = basic_credentials(self._material)
                 self._header, self._expires_at = f"Basic {basic}", float("inf")
                 self._remember(basic)
             else:
@@ -185,7 +190,8 @@ class BearerTokenCredential:
         self._load = token if callable(token) else (lambda: token)
         self._source = source
         self._token: str | None = None
-        self._known: list[str] = []
+        # A token given as a value is masked from the start, before the first request.
+        self._known: list[str] = [token.strip()] if isinstance(token, str) and token.strip() else []
 
     def __repr__(self) -> str:
         return f"BearerTokenCredential(source={self._source!r})"
@@ -216,7 +222,7 @@ class PatCredential:
             raise CredentialsError(f"{source}: the PAT is empty")
         self._source = source
         self._pat = pat
-        self._basic = base64.b64encode(f":{pat}".encode()).decode()
+        self._basic = basic_credentials(pat)
 
     def __repr__(self) -> str:
         return f"PatCredential(source={self._source!r})"

@@ -28,15 +28,15 @@ CONTINUATION_HEADER = "x-ms-continuationtoken"
 
 ExecutionOrder = Literal["anyOrder", "inSequence"]
 
-_AUTH_HINT = "the credential was refused: check the PAT (or System.AccessToken) and its scopes"
+AUTH_HINT = "the credential was refused: check the PAT (or System.AccessToken) and its scopes"
 ENVIRONMENT_HINTS: Mapping[int, str] = {
-    401: _AUTH_HINT,
+    401: AUTH_HINT,
     403: "the identity needs the Creator role on Pipelines > Environments (PAT scope "
     "'Environment: Read & manage')",
     404: "check the organization and project names",
 }
 CHECK_HINTS: Mapping[int, str] = {
-    401: _AUTH_HINT,
+    401: AUTH_HINT,
     403: "the identity needs the Administrator role on the environment to manage its checks",
     404: "check the organization, the project and that the environment still exists",
 }

@@ -21,7 +21,12 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
-from bridge.azure_devops.client import AzureDevOpsClient, AzureDevOpsError
+from bridge.azure_devops.client import (
+    ApiRequest,
+    AzureDevOpsClient,
+    AzureDevOpsError,
+    run_pipeline_request,
+)
 from bridge.azure_devops.credentials import SecretCredential, secrets_manager_loader
 from bridge.errors import CredentialsError, ServiceError
 from bridge.trigger.events import InvalidEvent, ModelPackageStateChange, parse_event
@@ -109,12 +114,14 @@ def template_parameters(change: ModelPackageStateChange, route: Route) -> dict[s
     }
 
 
-def run_request_body(change: ModelPackageStateChange, route: Route) -> dict[str, Any]:
-    """The exact ``Runs - Run Pipeline`` body the trigger sends for ``change``."""
-    return {
-        "templateParameters": template_parameters(change, route),
-        "resources": {"repositories": {"self": {"refName": route.ref_name}}},
-    }
+def run_request(change: ModelPackageStateChange, route: Route) -> ApiRequest:
+    """The exact ``Runs - Run Pipeline`` request the trigger sends for ``change``."""
+    return run_pipeline_request(
+        route.project,
+        route.pipeline_id,
+        template_parameters=template_parameters(change, route),
+        ref_name=route.ref_name,
+    )
 
 
 def handle(event: Any, context: Any, runtime: TriggerRuntime) -> dict[str, Any]:

@@ -8,15 +8,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
 from bridge.aws.errors import aws_call
-from bridge.azure_devops.client import API_VERSION, organization_url
+from bridge.azure_devops.client import organization_url
 from bridge.errors import BridgeError, UserError
 from bridge.trigger.events import parse_event
-from bridge.trigger.handler import TriggerRuntime, handle, run_request_body
+from bridge.trigger.handler import TriggerRuntime, handle, run_request
 from bridge.trigger.routing import RoutingTable
 
 DEFAULT_REPLAY_BATCH = 10
@@ -59,14 +58,11 @@ def plan_event(event: Any, routes: RoutingTable) -> dict[str, Any]:
         }
     if not change.approved:
         return {"action": "ignore", "reason": f"status {detail.model_approval_status}"}
-    url = (
-        f"{organization_url(route.organization)}/{quote(route.project, safe='')}/_apis/pipelines/"
-        f"{route.pipeline_id}/runs?api-version={API_VERSION}"
-    )
+    request = run_request(change, route).as_dict(organization_url(route.organization))
     return {
         "action": "start",
         "route": route.describe(),
-        "request": {"method": "POST", "url": url, "body": run_request_body(change, route)},
+        "request": request,
         "dedupe_key": {"modelPackageArn": detail.model_package_arn, "approval": "Approved"},
     }
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bridge.azure_devops.client import AzureDevOpsClient, AzureDevOpsError, BuildSummary
+from bridge.azure_devops.client import AzureDevOpsClient, AzureDevOpsError, PipelineRun
 from bridge.trigger.routing import Route
 
 # How far before the approval a run for it may have been queued (clock skew between AWS and
@@ -54,7 +54,7 @@ class RetryBudget:
         return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
 
-def find_existing_run(client: AzureDevOpsClient, request: RunRequest) -> BuildSummary | None:
+def find_existing_run(client: AzureDevOpsClient, request: RunRequest) -> PipelineRun | None:
     """The newest run of the route's pipeline whose ``modelPackageArn`` is this package, queued
     in the current approval epoch."""
     floor = request.approved_at - CLOCK_SKEW

@@ -78,8 +78,16 @@ CALLS = [
     ),
     ("Approvals_Query", "7.1", lambda c: approvals.list_approvals(c, "mlops", top=10)),
     ("Approvals_Get", "7.1", lambda c: approvals.get_approval(c, "mlops", APPROVAL_ID)),
-    ("Approvals_Update", "7.1", lambda c: approvals.approve(c, "mlops", APPROVAL_ID, "ok")),
-    ("Approvals_Update", "7.1", lambda c: approvals.reject(c, "mlops", APPROVAL_ID, "no")),
+    (
+        "Approvals_Update",
+        "7.1",
+        lambda c: approvals.update_approval(c, "mlops", APPROVAL_ID, "approved", "ok"),
+    ),
+    (
+        "Approvals_Update",
+        "7.1",
+        lambda c: approvals.update_approval(c, "mlops", APPROVAL_ID, "rejected", "no"),
+    ),
 ]
 
 
