@@ -753,14 +753,11 @@ def _library_error(exc: Exception) -> BridgeError | None:
         return None
     from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
-    from bridge.aws.errors import describe
+    from bridge.aws.errors import NO_CREDENTIALS, describe
     from bridge.errors import CredentialsError, ServiceError
 
     if isinstance(exc, NoCredentialsError):
-        return CredentialsError(
-            "no AWS credentials; configure the default chain (environment, profile, "
-            "AWSShellScript@1) or use --role-arn / --web-identity"
-        )
+        return CredentialsError(NO_CREDENTIALS)
     if isinstance(exc, NoRegionError):
         return UserError("no AWS region: set region in bridge.yaml, --region or AWS_DEFAULT_REGION")
     if isinstance(exc, ClientError):

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bridge.aws.errors import aws_call, describe
+from bridge.aws.errors import aws_call, describe, error_code
 from bridge.errors import ServiceError, WaitTimeout
 
 
@@ -39,7 +39,7 @@ def invoke(
     except ClientError as exc:
         elapsed = (monotonic() - started) * 1000
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if exc.response.get("Error", {}).get("Code") in ("ValidationError", "ModelError"):
+        if error_code(exc) in ("ValidationError", "ModelError"):
             return Invocation(status or 400, "", elapsed, describe(exc))
         raise ServiceError(f"InvokeEndpoint {endpoint} failed: {describe(exc)}") from exc
     payload = response["Body"].read().decode("utf-8", "replace")
@@ -65,23 +65,24 @@ def run_transform_job(
     monotonic: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """CreateTransformJob (idempotent by name: an existing job is followed, not restarted)."""
-    try:
-        sagemaker.create_transform_job(
-            TransformJobName=job_name,
-            ModelName=model_name,
-            TransformInput={
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_s3_uri}},
-                "ContentType": content_type,
-                "SplitType": split_type,
-            },
-            TransformOutput={"S3OutputPath": output_s3_uri, "AssembleWith": "Line"},
-            TransformResources={"InstanceType": instance_type, "InstanceCount": instance_count},
-        )
-        progress(f"transform job {job_name} started")
-    except ClientError as exc:
-        if "already exists" not in describe(exc).lower():
-            raise ServiceError(f"CreateTransformJob {job_name} failed: {describe(exc)}") from exc
+    created = aws_call(
+        f"CreateTransformJob {job_name}",
+        sagemaker.create_transform_job,
+        tolerate=lambda exc: "already exists" in describe(exc).lower(),
+        TransformJobName=job_name,
+        ModelName=model_name,
+        TransformInput={
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_s3_uri}},
+            "ContentType": content_type,
+            "SplitType": split_type,
+        },
+        TransformOutput={"S3OutputPath": output_s3_uri, "AssembleWith": "Line"},
+        TransformResources={"InstanceType": instance_type, "InstanceCount": instance_count},
+    )
+    if created is None:
         progress(f"transform job {job_name} exists; following it")
+    else:
+        progress(f"transform job {job_name} started")
     started = monotonic()
     last = ""
     interval = 10.0

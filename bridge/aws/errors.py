@@ -23,16 +23,32 @@ def describe(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def aws_call(what: str, func: Callable[..., T], /, **kwargs: Any) -> T:
-    """Call ``func(**kwargs)``; turn botocore failures into one-line bridge errors."""
+NO_CREDENTIALS = (
+    "no AWS credentials; configure the default chain (environment, profile, AWSShellScript@1) "
+    "or use --role-arn / --web-identity"
+)
+
+
+def aws_call(
+    what: str,
+    func: Callable[..., T],
+    /,
+    *,
+    tolerate: Callable[[ClientError], bool] | None = None,
+    **kwargs: Any,
+) -> T | None:
+    """Call ``func(**kwargs)``; turn botocore failures into one-line bridge errors.
+
+    ``tolerate``: a service error it accepts (e.g. "does not exist") makes the call return
+    ``None`` instead of raising.
+    """
     try:
         return func(**kwargs)
     except NoCredentialsError:
-        raise CredentialsError(
-            f"{what}: no AWS credentials; configure the default chain (environment, profile, "
-            "AWSShellScript@1) or use --role-arn / --web-identity"
-        ) from None
+        raise CredentialsError(f"{what}: {NO_CREDENTIALS}") from None
     except ClientError as exc:
+        if tolerate is not None and tolerate(exc):
+            return None
         raise ServiceError(f"{what} failed: {describe(exc)}") from exc
     except BotoCoreError as exc:
         raise ServiceError(f"{what} failed: {describe(exc)}") from exc

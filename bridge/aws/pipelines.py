@@ -136,17 +136,21 @@ def _fits(kind: str, value: str) -> bool:
 
 def describe_pipeline(sagemaker: Any, name: str) -> dict[str, Any] | None:
     """DescribePipeline, or ``None`` when there is no such pipeline."""
-    try:
-        return sagemaker.describe_pipeline(PipelineName=name)
-    except ClientError as exc:
+
+    def missing(exc: ClientError) -> bool:
         # SageMaker answers ResourceNotFound; moto a ValidationException "Could not find".
         message = describe(exc).lower()
-        if error_code(exc) == "ResourceNotFound" or (
+        return error_code(exc) == "ResourceNotFound" or (
             error_code(exc) == "ValidationException"
             and ("does not exist" in message or "could not find" in message)
-        ):
-            return None
-        raise ServiceError(f"DescribePipeline {name} failed: {describe(exc)}") from exc
+        )
+
+    return aws_call(
+        f"DescribePipeline {name}",
+        sagemaker.describe_pipeline,
+        tolerate=missing,
+        PipelineName=name,
+    )
 
 
 def existing_spec(description: Mapping[str, Any]) -> PipelineSpec:
@@ -188,14 +192,15 @@ def upload_missing(s3: Any, uploads: Iterable[Upload]) -> list[str]:
     sent = []
     for upload in uploads:
         bucket, key = split_s3_uri(upload.s3_uri)
-        try:
-            s3.head_object(Bucket=bucket, Key=key)
+        present = aws_call(
+            f"S3 HeadObject {upload.s3_uri}",
+            s3.head_object,
+            tolerate=lambda exc: error_code(exc) in ("404", "NoSuchKey", "NotFound"),
+            Bucket=bucket,
+            Key=key,
+        )
+        if present is not None:
             continue
-        except ClientError as exc:
-            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
-                raise ServiceError(
-                    f"S3 HeadObject {upload.s3_uri} failed: {describe(exc)}"
-                ) from exc
         aws_call(
             f"S3 upload {upload.s3_uri}",
             s3.upload_file,
@@ -260,11 +265,12 @@ def write_arguments(spec: PipelineSpec, definition: dict[str, Any]) -> dict[str,
 
 def _write(what: str, func: Any, **kwargs: Any) -> dict[str, Any]:
     try:
-        return func(**kwargs)
-    except ClientError as exc:
-        if error_code(exc) == "ValidationException":
-            raise DefinitionError(f"{what} rejected the definition: {describe(exc)}") from exc
-        raise ServiceError(f"{what} failed: {describe(exc)}") from exc
+        return aws_call(what, func, **kwargs)
+    except ServiceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ClientError) and error_code(cause) == "ValidationException":
+            raise DefinitionError(f"{what} rejected the definition: {describe(cause)}") from cause
+        raise
 
 
 def upsert_pipeline(
@@ -434,13 +440,12 @@ def latest_execution_arn(sagemaker: Any, pipeline_name: str) -> str:
 
 def stop_execution(sagemaker: Any, execution_arn: str, *, client_request_token: str) -> None:
     """StopPipelineExecution; stopping an already finished execution is not an error."""
-    try:
-        sagemaker.stop_pipeline_execution(
-            PipelineExecutionArn=execution_arn, ClientRequestToken=client_request_token
-        )
-    except ClientError as exc:
-        if "status" in describe(exc).lower() and error_code(exc) == "ValidationException":
-            return
-        raise ServiceError(
-            f"StopPipelineExecution {execution_arn} failed: {describe(exc)}"
-        ) from exc
+    aws_call(
+        f"StopPipelineExecution {execution_arn}",
+        sagemaker.stop_pipeline_execution,
+        tolerate=lambda exc: (
+            error_code(exc) == "ValidationException" and "status" in describe(exc).lower()
+        ),
+        PipelineExecutionArn=execution_arn,
+        ClientRequestToken=client_request_token,
+    )

@@ -37,12 +37,17 @@ class StackResult:
 
 
 def _stack(cfn: Any, name: str) -> dict[str, Any] | None:
-    try:
-        return cfn.describe_stacks(StackName=name)["Stacks"][0]
-    except ClientError as exc:
-        if error_code(exc) == "ValidationError" and "does not exist" in describe(exc):
-            return None
-        raise ServiceError(f"DescribeStacks {name} failed: {describe(exc)}") from exc
+    response = aws_call(
+        f"DescribeStacks {name}",
+        cfn.describe_stacks,
+        tolerate=_does_not_exist,
+        StackName=name,
+    )
+    return response["Stacks"][0] if response else None
+
+
+def _does_not_exist(exc: ClientError) -> bool:
+    return error_code(exc) == "ValidationError" and "does not exist" in describe(exc)
 
 
 def _outputs(stack: Mapping[str, Any]) -> dict[str, str]:
@@ -79,7 +84,7 @@ class EventPrinter:
             self._seen.add(event["EventId"])
 
     def _events(self) -> list[dict[str, Any]]:
-        try:
+        def unseen() -> list[dict[str, Any]]:
             pages = self._cfn.get_paginator("describe_stack_events").paginate(StackName=self._stack)
             events: list[dict[str, Any]] = []
             for page in pages:
@@ -88,10 +93,10 @@ class EventPrinter:
                 if len(fresh) < len(page.get("StackEvents", [])):
                     break  # newest first: the rest were seen before
             return events
-        except ClientError as exc:
-            if "does not exist" in describe(exc):
-                return []
-            raise ServiceError(f"DescribeStackEvents {self._stack}: {describe(exc)}") from exc
+
+        return (
+            aws_call(f"DescribeStackEvents {self._stack}", unseen, tolerate=_does_not_exist) or []
+        )
 
     def poll(self) -> int:
         fresh = self._events()
@@ -142,23 +147,27 @@ def deploy_stack(
     )
     change_set_name = f"smbridge-{uuid.uuid4().hex[:12]}"
     service_role = {"RoleARN": role_arn} if role_arn else {}
-    try:
-        created = cfn.create_change_set(
-            **service_role,
-            StackName=stack_name,
-            ChangeSetName=change_set_name,
-            ChangeSetType=change_type,
-            TemplateBody=template_body,
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-            Capabilities=list(capabilities),
-            Description="smbridge deploy",
-        )
-    except ClientError as exc:
-        if existing is not None and any(marker in describe(exc) for marker in NO_CHANGES):
-            progress(f"stack {stack_name}: no changes")
-            return StackResult(stack_name, existing["StackStatus"], "unchanged", _outputs(existing))
-        raise ServiceError(f"CreateChangeSet {stack_name} failed: {describe(exc)}") from exc
+    created = aws_call(
+        f"CreateChangeSet {stack_name}",
+        cfn.create_change_set,
+        # an update without changes: CloudFormation (or moto) may refuse it right here
+        tolerate=lambda exc: (
+            existing is not None and any(marker in describe(exc) for marker in NO_CHANGES)
+        ),
+        **service_role,
+        StackName=stack_name,
+        ChangeSetName=change_set_name,
+        ChangeSetType=change_type,
+        TemplateBody=template_body,
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        Capabilities=list(capabilities),
+        Description="smbridge deploy",
+    )
+    if created is None:
+        assert existing is not None
+        progress(f"stack {stack_name}: no changes")
+        return StackResult(stack_name, existing["StackStatus"], "unchanged", _outputs(existing))
     change_set_id = created["Id"]
     started = monotonic()
     while True:
