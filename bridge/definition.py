@@ -6,12 +6,28 @@ does so through :mod:`bridge.sagemaker_build`, imported lazily.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from bridge.errors import DefinitionError
+
+
+def canonical_json(text_or_document: str | Mapping[str, Any]) -> str:
+    """Key-sorted, compact, ASCII JSON: equal documents give equal strings, byte for byte,
+    whatever their formatting (what upsert hashes, and what the build sends)."""
+    document = (
+        json.loads(text_or_document) if isinstance(text_or_document, str) else text_or_document
+    )
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -31,7 +47,7 @@ class BuiltDefinition:
     source: str
     uploads: tuple[StagedUpload, ...] = field(default=())
 
-    @property
+    @cached_property
     def document(self) -> dict[str, Any]:
         return json.loads(self.definition_json)
 
@@ -49,18 +65,10 @@ class BuiltDefinition:
         return len(self.definition_json.encode("utf-8"))
 
 
-def load_definition(
-    target: str,
-    *,
-    region: str,
-    role_arn: str,
-    bucket: str,
-    pipeline_name: str,
-    model_package_group_name: str,
-    staging_dir: Path,
-    code_prefix: str | None = None,
-) -> BuiltDefinition:
-    """A definition from a ``.json`` file (used as is) or built offline from ``module:function``.
+def load_definition(target: str, **build_args: Any) -> BuiltDefinition:
+    """A definition from a ``.json`` file (used as is) or built offline from ``module:function``
+    by :func:`bridge.sagemaker_build.build_pipeline_definition` with ``build_args`` (region,
+    role_arn, bucket, pipeline_name, model_package_group_name, staging_dir, code_prefix).
 
     Building never calls AWS: code is staged under ``staging_dir`` with content-addressed S3 keys
     and uploaded by ``upsert`` only. Raises :class:`DefinitionError`.
@@ -81,13 +89,4 @@ def load_definition(
         )
     from bridge import sagemaker_build  # the SageMaker SDK loads only on this path
 
-    return sagemaker_build.build_pipeline_definition(
-        target,
-        region=region,
-        role_arn=role_arn,
-        bucket=bucket,
-        pipeline_name=pipeline_name,
-        model_package_group_name=model_package_group_name,
-        staging_dir=staging_dir,
-        code_prefix=code_prefix,
-    )
+    return sagemaker_build.build_pipeline_definition(target, **build_args)

@@ -30,7 +30,7 @@ from bridge.aws.stacks import deploy_stack
 from bridge.deploy_config import StageConfig, load_stage_config
 from bridge.errors import UserError
 from bridge.output import Reporter
-from bridge.plan import PlannedCall
+from bridge.plan import PlannedCall, show_plan
 
 TEMPLATES = {
     "realtime": "realtime.yaml",
@@ -380,13 +380,12 @@ def _deploy_plan(
         reporter.info(f"stack {plan.stack_name} from {template_file}")
         for key, value in plan.parameters.items():
             reporter.info(f"  {key} = {value}")
-        for call in planned:
-            reporter.info(call.describe())
+    calls = show_plan(reporter, planned, "AWS calls deploy would make")
     return DeployResult(
         stage=config.stage,
         stack_name=plan.stack_name,
         action="planned",
         status="planned",
         endpoint_name=plan.endpoint_name,
-        planned_calls=[c.as_dict() for c in planned],
+        planned_calls=calls,
     )

@@ -23,10 +23,10 @@ from bridge.agent import AgentRun
 from bridge.aws import pipelines as sm
 from bridge.aws.session import AwsClients
 from bridge.aws.waiter import DEFAULT_POLL_POLICY, PollPolicy, WaitTimedOut, wait_for_execution
-from bridge.definition import BuiltDefinition, load_definition
+from bridge.definition import BuiltDefinition, canonical_json, load_definition, sha256_text
 from bridge.errors import Cancelled, ExecutionFailed, UserError, WaitTimeout
 from bridge.output import Reporter
-from bridge.plan import PlannedCall
+from bridge.plan import PlannedCall, show_plan
 from bridge.signals import cancel_on_signals
 
 
@@ -130,7 +130,7 @@ def build_definition(params: BuildParams) -> BuiltDefinition:
 def describe_build(params: BuildParams, built: BuiltDefinition) -> BuildResult:
     return BuildResult(
         pipeline_name=params.pipeline_name,
-        definition_sha256=sm.sha256_text(sm.canonical_json(built.definition_json)),
+        definition_sha256=sha256_text(canonical_json(built.definition_json)),
         size_bytes=built.size_bytes,
         steps=built.step_names,
         parameters=built.parameters,
@@ -167,14 +167,12 @@ def upsert_pipeline(
     tags = {**params.tags, **run.tags(), "smbridge:spec-sha256": spec.sha256}
     if params.dry_run:
         calls = _upsert_plan(params, spec, built, tags)
-        with reporter.group("Dry run: AWS calls upsert would make (none made)"):
-            for call in calls:
-                reporter.info(call.describe())
+        planned = show_plan(reporter, calls, "Dry run: AWS calls upsert would make (none made)")
         return UpsertResult(
             pipeline_name=params.pipeline_name,
             action="planned",
             spec_sha256=spec.sha256,
-            planned_calls=[c.as_dict() for c in calls],
+            planned_calls=planned,
         )
     if clients is None:
         raise UserError("upsert needs AWS clients (or dry_run=True)")
@@ -183,7 +181,7 @@ def upsert_pipeline(
             clients.client("sagemaker"),
             spec,
             s3=clients.client("s3") if built.uploads or spec_is_large(spec) else None,
-            uploads=[sm.Upload(str(u.local_path), u.s3_uri) for u in built.uploads],
+            uploads=built.uploads,
             tags=tags,
             definition_bucket=params.bucket,
             definition_prefix=params.code_prefix or params.pipeline_name,
@@ -279,10 +277,8 @@ def start_pipeline(
                     "until Succeeded/Failed/Stopped",
                 )
             )
-        with reporter.group("Dry run: AWS calls start would make (none made)"):
-            for call in calls:
-                reporter.info(call.describe())
-        return ExecutionResult(status="planned", planned_calls=[c.as_dict() for c in calls])
+        planned = show_plan(reporter, calls, "Dry run: AWS calls start would make (none made)")
+        return ExecutionResult(status="planned", planned_calls=planned)
     if clients is None:
         raise UserError("start needs AWS clients (or dry_run=True)")
     sagemaker = clients.client("sagemaker")
@@ -355,13 +351,7 @@ def _stop_quietly(sagemaker: Any, arn: str, reporter: Reporter) -> None:
 
 def _finish(state: sm.ExecutionState, reporter: Reporter) -> ExecutionResult:
     result = _result(state)
-    reporter.table(
-        ["step", "status", "duration", "failure reason"],
-        [
-            [s.name, s.status, _duration(s.duration_seconds), s.failure_reason[:80]]
-            for s in result.steps
-        ],
-    )
+    _show_steps(reporter, result)
     if state.status == "Succeeded":
         reporter.info(f"execution {state.arn}: Succeeded")
         return result
@@ -393,6 +383,20 @@ def _result(state: sm.ExecutionState) -> ExecutionResult:
     )
 
 
+def _show_steps(reporter: Reporter, result: ExecutionResult) -> None:
+    reporter.table(
+        ["step", "status", "duration", "failure reason"],
+        [
+            [s.name, s.status, _duration(s.duration_seconds), s.failure_reason[:80]]
+            for s in result.steps
+        ],
+    )
+
+
+def _plan_target(params: ExecutionParams) -> str:
+    return params.execution_arn or f"<latest of {params.pipeline_name}>"
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -414,7 +418,7 @@ def pipeline_status(
     """The execution's status and its steps (the latest execution with only a pipeline name)."""
     reporter = reporter or Reporter()
     if params.dry_run:
-        target = params.execution_arn or f"<latest of {params.pipeline_name}>"
+        target = _plan_target(params)
         calls = [
             PlannedCall("sagemaker", "DescribePipelineExecution", {"PipelineExecutionArn": target}),
             PlannedCall(
@@ -428,9 +432,7 @@ def pipeline_status(
                     "sagemaker", "ListPipelineExecutions", {"PipelineName": params.pipeline_name}
                 ),
             )
-        for call in calls:
-            reporter.info(f"dry run: {call.describe()}")
-        return ExecutionResult(status="planned", planned_calls=[c.as_dict() for c in calls])
+        return ExecutionResult(status="planned", planned_calls=show_plan(reporter, calls))
     if clients is None:
         raise UserError("status needs AWS clients (or dry_run=True)")
     sagemaker = clients.client("sagemaker")
@@ -439,13 +441,7 @@ def pipeline_status(
     reporter.info(f"execution {state.arn}: {state.status}")
     if state.failure_reason:
         reporter.info(f"failure reason: {state.failure_reason}")
-    reporter.table(
-        ["step", "status", "duration", "failure reason"],
-        [
-            [s.name, s.status, _duration(s.duration_seconds), s.failure_reason[:80]]
-            for s in result.steps
-        ],
-    )
+    _show_steps(reporter, result)
     return result
 
 
@@ -455,10 +451,10 @@ def stop_pipeline(
     """Ask SageMaker to stop the execution (a no-op when it already finished)."""
     reporter = reporter or Reporter()
     if params.dry_run:
-        target = params.execution_arn or f"<latest of {params.pipeline_name}>"
-        call = PlannedCall("sagemaker", "StopPipelineExecution", {"PipelineExecutionArn": target})
-        reporter.info(f"dry run: {call.describe()}")
-        return ExecutionResult(status="planned", planned_calls=[call.as_dict()])
+        call = PlannedCall(
+            "sagemaker", "StopPipelineExecution", {"PipelineExecutionArn": _plan_target(params)}
+        )
+        return ExecutionResult(status="planned", planned_calls=show_plan(reporter, [call]))
     if clients is None:
         raise UserError("stop needs AWS clients (or dry_run=True)")
     sagemaker = clients.client("sagemaker")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.output import Reporter
 
 
 @dataclass(frozen=True)
@@ -30,3 +33,18 @@ class PlannedCall:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def show_plan(
+    reporter: Reporter, calls: list[PlannedCall], title: str | None = None
+) -> list[dict[str, Any]]:
+    """Print the planned calls (in a group under ``title``, or as ``dry run: …`` lines) and
+    return them as dictionaries for the command's result."""
+    if title is None:
+        for call in calls:
+            reporter.info(f"dry run: {call.describe()}")
+    else:
+        with reporter.group(title):
+            for call in calls:
+                reporter.info(call.describe())
+    return [call.as_dict() for call in calls]

@@ -44,7 +44,7 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any
 
-from bridge.definition import BuiltDefinition, StagedUpload
+from bridge.definition import BuiltDefinition, StagedUpload, canonical_json
 from bridge.errors import DefinitionError
 
 #: The SDK version the definitions are built and tested with; its driver files are part of the
@@ -223,11 +223,6 @@ def parse_target(target: str) -> tuple[str, str, str]:
         f"pipeline target {target!r}: {location!r} is neither a .py file path nor a dotted "
         "module name; fix the target"
     )
-
-
-def canonical_json(text: str) -> str:
-    """The definition re-serialised with sorted keys and no whitespace: stable byte for byte."""
-    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def content_digest(files: Iterable[tuple[str, Path]]) -> str:

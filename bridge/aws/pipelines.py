@@ -5,7 +5,6 @@ The waiting loop lives in :mod:`bridge.aws.waiter`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,24 +15,13 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError
 
 from bridge.aws.errors import aws_call, describe, error_code
+from bridge.definition import StagedUpload, canonical_json, sha256_text
 from bridge.errors import DefinitionError, ParameterError, ServiceError
 
 # CreatePipeline takes an inline definition up to 1 MB; beyond that it must come from S3.
 INLINE_DEFINITION_LIMIT = 1_000_000
 TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Stopped"})
 PARAMETER_TYPES = frozenset({"String", "Integer", "Float", "Boolean"})
-
-
-def canonical_json(text_or_document: str | Mapping[str, Any]) -> str:
-    """Key-sorted, compact JSON: equal documents give equal strings whatever their formatting."""
-    document = (
-        json.loads(text_or_document) if isinstance(text_or_document, str) else text_or_document
-    )
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -174,12 +162,6 @@ def changed_fields(wanted: PipelineSpec, current: PipelineSpec) -> list[str]:
 # -- writing ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Upload:
-    local_path: str
-    s3_uri: str
-
-
 def split_s3_uri(uri: str) -> tuple[str, str]:
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
@@ -187,7 +169,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def upload_missing(s3: Any, uploads: Iterable[Upload]) -> list[str]:
+def upload_missing(s3: Any, uploads: Iterable[StagedUpload]) -> list[str]:
     """Upload staged files whose content-addressed key is not in S3 yet; return the URIs sent."""
     sent = []
     for upload in uploads:
@@ -204,7 +186,7 @@ def upload_missing(s3: Any, uploads: Iterable[Upload]) -> list[str]:
         aws_call(
             f"S3 upload {upload.s3_uri}",
             s3.upload_file,
-            Filename=upload.local_path,
+            Filename=str(upload.local_path),
             Bucket=bucket,
             Key=key,
         )
@@ -278,7 +260,7 @@ def upsert_pipeline(
     spec: PipelineSpec,
     *,
     s3: Any = None,
-    uploads: Iterable[Upload] = (),
+    uploads: Iterable[StagedUpload] = (),
     tags: Mapping[str, str] | None = None,
     definition_bucket: str | None = None,
     definition_prefix: str = "",

@@ -20,6 +20,7 @@ from botocore.credentials import CredentialProvider, DeferredRefreshableCredenti
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bridge import __version__
+from bridge.aws.errors import describe
 from bridge.errors import CredentialsError, UserError
 
 TokenProvider = Callable[[], str]
@@ -107,39 +108,37 @@ def _role_fetcher(auth: AwsAuth, base: boto3.Session) -> Callable[[], dict[str, 
         token_provider = auth.web_identity_token
         sts = base.client("sts", config=CLIENT_CONFIG.merge(Config(signature_version=UNSIGNED)))
 
-        def fetch() -> dict[str, str]:
-            token = token_provider()
-            try:
-                response = sts.assume_role_with_web_identity(WebIdentityToken=token, **common)
-            except (ClientError, BotoCoreError) as exc:
-                raise CredentialsError(
-                    f"AssumeRoleWithWebIdentity for {role_arn} failed: {_reason(exc)}; check the "
-                    "role's trust policy (issuer, aud, sub) - see docs/credentials.md"
-                ) from None
-            return _metadata(response["Credentials"])
+        def call() -> dict[str, Any]:  # a fresh OIDC token for every exchange
+            return sts.assume_role_with_web_identity(WebIdentityToken=token_provider(), **common)
 
-        return fetch
+        failure = (
+            f"AssumeRoleWithWebIdentity for {role_arn} failed: {{}}; check the role's trust "
+            "policy (issuer, aud, sub) - see docs/credentials.md"
+        )
+    else:
+        sts = base.client("sts", config=CLIENT_CONFIG)
 
-    sts = base.client("sts", config=CLIENT_CONFIG)
+        def call() -> dict[str, Any]:
+            return sts.assume_role(**common)
 
-    def fetch_assumed() -> dict[str, str]:
+        failure = (
+            f"AssumeRole {role_arn} failed: {{}}; check that the calling identity may assume it "
+            "(its trust policy) and --role-arn"
+        )
+
+    def fetch() -> dict[str, str]:
         try:
-            response = sts.assume_role(**common)
+            response = call()
         except (ClientError, BotoCoreError) as exc:
-            raise CredentialsError(
-                f"AssumeRole {role_arn} failed: {_reason(exc)}; check that the calling identity "
-                "may assume it (its trust policy) and --role-arn"
-            ) from None
+            raise CredentialsError(failure.format(_reason(exc))) from None
         return _metadata(response["Credentials"])
 
-    return fetch_assumed
+    return fetch
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
-    return type(exc).__name__
+    # Not str(exc) for botocore's own errors: a parameter error could quote the token.
+    return describe(exc) if isinstance(exc, ClientError) else type(exc).__name__
 
 
 def create_session(
