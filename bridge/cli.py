@@ -269,7 +269,7 @@ def _clients(
 
     auth = aws_auth(
         config,
-        region=region or _checked_region(args.region),
+        region=region or args.region,
         role_arn=args.role_arn,
         web_identity=args.web_identity,
         profile=args.profile,
@@ -287,11 +287,11 @@ def _checked_region(region: str | None) -> str | None:
 
 
 def _registry_region(args: argparse.Namespace, config: BridgeConfig) -> str | None:
-    return config.model_registry.region or _checked_region(args.region) or config.region
+    return config.model_registry.region or args.region or config.region
 
 
 def _region(args: argparse.Namespace, config: BridgeConfig) -> str:
-    region = _checked_region(args.region) or config.region or os.environ.get("AWS_REGION")
+    region = args.region or config.region or os.environ.get("AWS_REGION")
     region = region or os.environ.get("AWS_DEFAULT_REGION")
     return require(region, "region", "--region")
 
@@ -453,11 +453,7 @@ def _trigger_settings(args: argparse.Namespace, *, need_credential: bool) -> Any
         if not path.is_file():
             raise UserError(f"--routes {args.routes}: file not found")
         environ["SMBRIDGE_ROUTES"] = path.read_text(encoding="utf-8")
-    if not need_credential and not (
-        environ.get("SMBRIDGE_ADO_SECRET_ARN") or environ.get("SMBRIDGE_ADO_PAT")
-    ):
-        environ["SMBRIDGE_ADO_PAT"] = "unused-in-dry-run"
-    return TriggerSettings.from_environ(environ)
+    return TriggerSettings.from_environ(environ, require_credential=need_credential)
 
 
 def _trigger_module(name: str) -> Any:
@@ -479,13 +475,17 @@ def _trigger_module(name: str) -> Any:
     return module
 
 
-def _trigger_runtime(args: argparse.Namespace, reporter: Reporter) -> Any:
+def _trigger_runtime(
+    args: argparse.Namespace, reporter: Reporter, clients: AwsClients | None = None
+) -> Any:
     build_runtime = _trigger_module("handler").build_runtime
 
     settings = _trigger_settings(args, need_credential=True)
-    reporter.add_secret(settings.ado_pat)
-    clients = _clients(args, _config(args), reporter)
-    return build_runtime(settings, session=clients.session())
+    clients = clients or _clients(args, _config(args), reporter)
+    runtime = build_runtime(settings, session=clients.session())
+    # whatever the credential holds (a PAT from the environment or Secrets Manager, a token)
+    reporter.add_secret_source(runtime.credential.secrets)
+    return runtime
 
 
 def _cmd_simulate(args: argparse.Namespace, reporter: Reporter) -> int:
@@ -541,8 +541,9 @@ def _cmd_replay(args: argparse.Namespace, reporter: Reporter) -> int:
         )
         reporter.result({"status": "planned", "queue_url": args.queue_url})
         return 0
-    runtime = _trigger_runtime(args, reporter)
-    sqs = _clients(args, _config(args), reporter).client("sqs")
+    clients = _clients(args, _config(args), reporter)
+    runtime = _trigger_runtime(args, reporter, clients)
+    sqs = clients.client("sqs")
     report = local.replay(sqs, args.queue_url, runtime, max_messages=args.max_messages)
     for item in report.results:
         reporter.info(json.dumps(item, sort_keys=True))

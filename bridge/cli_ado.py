@@ -113,8 +113,7 @@ def _client(
     from bridge.azure_devops.credentials import credential_from_environ
 
     credential = credential_from_environ(os.environ if environ is None else environ)
-    for secret in credential.secrets():
-        reporter.add_secret(secret)
+    reporter.add_secret_source(credential.secrets)
     return AzureDevOpsClient(organization, credential)
 
 

@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.agent import AgentRun
 from bridge.aws import registry
 from bridge.aws.endpoints import run_transform_job
-from bridge.aws.session import CLIENT_CONFIG, AwsAuth, AwsClients
+from bridge.aws.session import AwsAuth, AwsClients
 from bridge.aws.stacks import deploy_stack
 from bridge.deploy_config import StageConfig, load_stage_config
 from bridge.errors import UserError
@@ -251,7 +250,7 @@ def stage_clients(config: StageConfig, base: AwsClients) -> AwsClients:
     """Clients in the stage's account: its deploy role assumed from the caller's credentials
     (without a deploy role: the caller's own credentials, in the stage's region)."""
     if not config.deploy_role_arn:
-        return AwsClients(dataclasses.replace(base.auth, region=config.region))
+        return base.in_region(config.region)
     auth = AwsAuth(
         region=config.region,
         role_arn=config.deploy_role_arn,
@@ -289,9 +288,7 @@ def deploy_stage(
     target = stage_clients_factory(config, clients)
     with reporter.group(f"Deploy {package_arn.group} v{package_arn.version} to {config.stage}"):
         # Checked with the caller's (registry-side) credentials, in the package's region.
-        registry_client = clients.session().client(
-            "sagemaker", region_name=package_arn.region, config=CLIENT_CONFIG
-        )
+        registry_client = clients.in_region(package_arn.region).client("sagemaker")
         _require_approved(registry.describe_model_package(registry_client, package_arn.arn))
         run = AgentRun.from_environ()
         tags = {**plan.tags, **run.tags()}

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class BridgeError(Exception):
     """Base class: every error smbridge raises on purpose. ``str()`` is one line, secret-free."""
@@ -67,3 +69,11 @@ class Cancelled(BridgeError):
     """The process was asked to stop (SIGINT/SIGTERM)."""
 
     exit_code = 130
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ``***`` (longest first: a secret may contain
+    another)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 from bridge import agent
+from bridge.errors import mask
 
 Mode = Literal["text", "agent", "json"]
 
@@ -30,6 +31,7 @@ class Reporter:
         self._out = out or sys.stdout
         self._err = err or sys.stderr
         self._secrets: set[str] = set()
+        self._secret_sources: list[Callable[[], Iterable[str]]] = []
         self.outputs: dict[str, str] = {}
 
     @classmethod
@@ -43,8 +45,16 @@ class Reporter:
         if value and len(value) >= 4:
             self._secrets.add(value)
 
+    def add_secret_source(self, source: Callable[[], Iterable[str]]) -> None:
+        """Mask whatever ``source()`` returns at the time of printing (a credential learns its
+        secrets when it first reads them)."""
+        self._secret_sources.append(source)
+
     def redact(self, text: str) -> str:
-        return mask(text, self._secrets)
+        secrets = set(self._secrets)
+        for source in self._secret_sources:
+            secrets.update(s for s in source() if len(s) >= 4)
+        return mask(text, secrets)
 
     def _line(self, text: str, *, stream: TextIO | None = None) -> None:
         target = stream or (self._err if self.mode == "json" else self._out)
@@ -101,14 +111,6 @@ class Reporter:
         if self.mode == "json":
             document = json.dumps(data, indent=2, sort_keys=True, default=str)
             print(self.redact(document), file=self._out, flush=True)
-
-
-def mask(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ``***`` (longest first: a secret may contain
-    another)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

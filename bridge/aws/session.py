@@ -8,7 +8,7 @@ fetched again before they expire, at a margin scaled to their lifetime.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -190,13 +190,21 @@ class AwsClients:
             self._session = create_session(self.auth, clock=self._clock, base=self._base)
         return self._session
 
+    def in_region(self, region: str) -> AwsClients:
+        """Clients in ``region`` on the same session: the same credentials, no new STS call."""
+        view = AwsClients(replace(self.auth, region=region), clock=self._clock)
+        view._session = self.session()
+        return view
+
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            self.session()
-            assert self._session is not None
-            if not self._session.region_name:
+            session = self.session()
+            region = self.auth.region or session.region_name
+            if not region:
                 raise UserError(
                     "no AWS region: set region in bridge.yaml, --region, or AWS_DEFAULT_REGION"
                 )
-            self._clients[service] = self._session.client(service, config=CLIENT_CONFIG)
+            self._clients[service] = session.client(
+                service, region_name=region, config=CLIENT_CONFIG
+            )
         return self._clients[service]

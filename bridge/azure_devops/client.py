@@ -27,8 +27,7 @@ import requests
 
 from bridge import __version__
 from bridge.azure_devops.credentials import AzureDevOpsCredential
-from bridge.errors import ServiceError, UserError
-from bridge.output import mask
+from bridge.errors import ServiceError, UserError, mask
 
 API_VERSION = "7.1"
 DEFAULT_TIMEOUT = (5.0, 20.0)  # connect, read

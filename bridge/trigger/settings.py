@@ -24,7 +24,10 @@ class TriggerSettings(BaseModel):
     max_attempts: int = Field(5, ge=1, le=10)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> TriggerSettings:
+    def from_environ(
+        cls, environ: Mapping[str, str] | None = None, *, require_credential: bool = True
+    ) -> TriggerSettings:
+        """``require_credential=False``: a dry run, which sends nothing."""
         env = os.environ if environ is None else environ
         values = {
             name[len("SMBRIDGE_") :].lower(): value
@@ -42,7 +45,7 @@ class TriggerSettings(BaseModel):
                 "no routes: set SMBRIDGE_ROUTES (JSON) or SMBRIDGE_ROUTES_PARAMETER (SSM name), "
                 "or pass --routes FILE"
             )
-        if not settings.ado_secret_arn and not settings.ado_pat:
+        if require_credential and not settings.ado_secret_arn and not settings.ado_pat:
             raise CredentialsError(
                 "no Azure DevOps credential: set SMBRIDGE_ADO_SECRET_ARN (Secrets Manager), or "
                 "SMBRIDGE_ADO_PAT for local runs"
