@@ -81,11 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common_options()
 
+    def add_leaf(
+        parent: Any,
+        name: str,
+        help_text: str,
+        handler: Callable[..., int],
+        parents: argparse.ArgumentParser = common,
+        description: str | None = None,
+    ) -> argparse.ArgumentParser:
+        return add_command(
+            parent,
+            name,
+            help_text,
+            handler,
+            parents=parents,
+            epilog=EXIT_CODES,
+            description=description,
+        )
+
     pipeline = commands.add_parser("pipeline", help="SageMaker pipelines (model build)")
     actions = pipeline.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def add(name: str, help_text: str, handler: Callable[..., int]) -> argparse.ArgumentParser:
-        return add_command(actions, name, help_text, handler, parents=common, epilog=EXIT_CODES)
+        return add_leaf(actions, name, help_text, handler)
 
     def definition_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--definition", help="module:function or .json (pipeline.definition)")
@@ -121,15 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
         sub = add(name, text, handler)
         sub.add_argument("--execution-arn", help="the execution (default: latest of the pipeline)")
         sub.add_argument("--pipeline-name", help="pipeline name (pipeline.name)")
-
-    def add_leaf(
-        parent: Any,
-        name: str,
-        help_text: str,
-        handler: Callable[..., int],
-        parents: argparse.ArgumentParser = common,
-    ) -> argparse.ArgumentParser:
-        return add_command(parent, name, help_text, handler, parents=parents, epilog=EXIT_CODES)
 
     prepare = add_leaf(
         commands,
@@ -180,10 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     describe_parser = add_leaf(registry_actions, "describe", "one model package", _cmd_describe)
     describe_parser.add_argument("arn")
     for name, status in (("approve", "Approved"), ("reject", "Rejected")):
-        sub = add_leaf(
-            registry_actions, name, f"set a model package {status}, recording who and why",
-            _cmd_set_status,
-        )  # fmt: skip
+        text = f"set a model package {status}, recording who and why"
+        sub = add_leaf(registry_actions, name, text, _cmd_set_status)
         sub.set_defaults(status=status)
         sub.add_argument("arn")
         sub.add_argument("--comment", required=True, help="why (recorded in the package)")
@@ -193,10 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     endpoint = commands.add_parser("endpoint", help="SageMaker endpoints")
     endpoint_actions = endpoint.add_subparsers(dest="action", metavar="ACTION", required=True)
-    endpoint_test = add_leaf(
-        endpoint_actions, "test", "invoke an endpoint with real sample rows and check the answers",
-        _cmd_endpoint_test,
-    )  # fmt: skip
+    text = "invoke an endpoint with real sample rows and check the answers"
+    endpoint_test = add_leaf(endpoint_actions, "test", text, _cmd_endpoint_test)
     endpoint_test.add_argument("--endpoint", required=True)
     endpoint_test.add_argument("--payload", help="rows to send (default: from --stage-config)")
     endpoint_test.add_argument("--expect", help="expectations JSON (default: from --stage-config)")
@@ -211,27 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
     def add_trigger(
         name: str, help_text: str, handler: Callable[..., int]
     ) -> argparse.ArgumentParser:
-        sub = add_command(
-            trigger_actions,
-            name,
-            help_text,
-            handler,
-            parents=common,
-            epilog=EXIT_CODES,
-            description=help_text + TRIGGER_ENVIRONMENT,
+        return add_leaf(
+            trigger_actions, name, help_text, handler, description=help_text + TRIGGER_ENVIRONMENT
         )
-        if name != "package":
-            sub.add_argument("--routes", help="routing JSON file (default: SMBRIDGE_ROUTES)")
-        return sub
 
     simulate = add_trigger(
         "simulate", "run the trigger locally on an event file; print the request", _cmd_simulate
     )
     simulate.add_argument("--event", required=True, help="EventBridge event JSON file")
+    simulate.add_argument("--routes", help="routing JSON file (default: SMBRIDGE_ROUTES)")
     replay = add_trigger(
         "replay", "re-drive dead-lettered events through the trigger (idempotent)", _cmd_replay
     )
     replay.add_argument("--queue-url", required=True, help="the trigger's DLQ URL")
+    replay.add_argument("--routes", help="routing JSON file (default: SMBRIDGE_ROUTES)")
     replay.add_argument("--max-messages", type=int, default=100)
     package = add_trigger("package", "build the trigger Lambda's zip", _cmd_package)
     package.add_argument("--out", default="dist/smbridge-trigger.zip", help="zip to write")
@@ -585,9 +583,10 @@ def _cmd_package(args: argparse.Namespace, reporter: Reporter) -> int:
 def _stage_configs(args: argparse.Namespace) -> list[Any]:
     from pathlib import Path
 
-    files = [Path(f) for f in args.stage_config] if args.stage_config else sorted(
-        Path("model-deploy/config").glob("*.json")
-    )  # fmt: skip
+    if args.stage_config:
+        files = [Path(f) for f in args.stage_config]
+    else:
+        files = sorted(Path("model-deploy/config").glob("*.json"))
     if not files:
         raise UserError("no stage configs: pass --stage-config or add model-deploy/config/*.json")
     return files

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from bridge.errors import UserError
+from bridge.errors import UserError, first_error
 
 
 def add_command(
@@ -46,7 +46,5 @@ def validated(model: Callable[..., Any], fields: dict[str, Any]) -> Any:
     try:
         return model(**fields)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(p) for p in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
+        key, message = first_error(exc)
         raise UserError(f"{key}: {message}" if key else message) from None

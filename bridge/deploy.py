@@ -126,14 +126,19 @@ def render_stage(config: StageConfig, package: registry.ModelPackageArn) -> Stag
     if inference.type != "batch":
         endpoint_name = _name(base, config.stage)
         parameters["EndpointName"] = endpoint_name
-    if inference.type == "realtime":
-        scaling, deployment, capture = inference.autoscaling, config.deployment, config.data_capture
+    if inference.type in ("realtime", "async"):  # instance-backed endpoints
         parameters |= {
             "InstanceType": inference.instance_type,
             "InitialInstanceCount": str(inference.instance_count),
-            "MinCapacity": str(scaling.min_capacity),
-            "MaxCapacity": str(scaling.max_capacity),
-            "TargetInvocationsPerInstance": str(scaling.target_invocations_per_instance),
+            "MinCapacity": str(inference.autoscaling.min_capacity),
+            "MaxCapacity": str(inference.autoscaling.max_capacity),
+        }
+    if inference.type == "realtime":
+        deployment, capture = config.deployment, config.data_capture
+        parameters |= {
+            "TargetInvocationsPerInstance": str(
+                inference.autoscaling.target_invocations_per_instance
+            ),
             "DataCaptureEnabled": str(capture.enabled).lower(),
             "DataCaptureS3Uri": capture.s3_uri,
             "DataCaptureSamplingPercent": str(capture.sampling_percent),
@@ -153,10 +158,6 @@ def render_stage(config: StageConfig, package: registry.ModelPackageArn) -> Stag
         }
     elif inference.type == "async":
         parameters |= {
-            "InstanceType": inference.instance_type,
-            "InitialInstanceCount": str(inference.instance_count),
-            "MinCapacity": str(inference.autoscaling.min_capacity),
-            "MaxCapacity": str(inference.autoscaling.max_capacity),
             "OutputS3Uri": inference.output_s3_uri,
             "FailureS3Uri": inference.failure_s3_uri,
             "MaxConcurrentInvocationsPerInstance": str(
@@ -282,7 +283,7 @@ def deploy_stage(
     if not template_file.is_file():
         raise UserError(f"{template_file}: template not found; check --templates-dir")
     if params.dry_run:
-        return _deploy_plan(params, config, plan, template_file, reporter)
+        return _deploy_plan(config, plan, template_file, reporter)
     if clients is None:
         raise UserError("deploy needs AWS clients (or dry_run=True)")
     target = stage_clients_factory(config, clients)
@@ -342,7 +343,6 @@ def deploy_stage(
 
 
 def _deploy_plan(
-    params: DeployParams,
     config: StageConfig,
     plan: StagePlan,
     template_file: Path,

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bridge.config import AccountId, Region, RoleArn
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, first_error
 
 NamePrefix = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
 
@@ -136,9 +136,7 @@ def load_stage_config(path: str | Path) -> StageConfig:
     try:
         return StageConfig.model_validate(document)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-")) or "."
-        got = error.get("input")
+        key, message = first_error(exc)
+        got = exc.errors()[0].get("input")
         got_text = "" if isinstance(got, dict | list) else f", got {got!r}"
-        message = error["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{file}: {key}: {message}{got_text}") from None
+        raise ConfigError(f"{file}: {key or '.'}: {message}{got_text}") from None

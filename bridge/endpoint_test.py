@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.aws.endpoints import Invocation, invoke
-from bridge.errors import ConfigError, UserError
+from bridge.errors import ConfigError, UserError, first_error
 from bridge.output import Reporter
 
 
@@ -81,9 +81,8 @@ def load_expectations(path: str | Path | None) -> Expectations:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{file}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(p) for p in error["loc"])
-        raise ConfigError(f"{file}: {key}: {error['msg']}") from None
+        key, message = first_error(exc)
+        raise ConfigError(f"{file}: {key}: {message}") from None
 
 
 def _values(body: str) -> list[float]:
@@ -130,15 +129,10 @@ def run_endpoint_test(
         )
     checks: list[Check] = []
     failed = [(i, c) for i, c in enumerate(calls) if c.status != 200]
+    detail = "; ".join(f"row {i + 1}: HTTP {c.status} {c.error}".strip() for i, c in failed[:3])
     checks.append(
-        Check(
-            name="status 200 for every row",
-            passed=not failed,
-            detail="all 200" if not failed else "; ".join(
-                f"row {i + 1}: HTTP {c.status} {c.error}".strip() for i, c in failed[:3]
-            ),
-        )
-    )  # fmt: skip
+        Check(name="status 200 for every row", passed=not failed, detail=detail or "all 200")
+    )
     predictions: list[list[float]] = []
     shape_errors: list[str] = []
     for index, call in enumerate(calls):

@@ -15,6 +15,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class BridgeError(Exception):
@@ -77,3 +81,10 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+def first_error(exc: ValidationError) -> tuple[str, str]:
+    """The first pydantic error as (dotted key, message), for one-line errors."""
+    error = exc.errors()[0]
+    key = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+    return key, str(error["msg"]).removeprefix("Value error, ")

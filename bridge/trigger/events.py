@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bridge.errors import UserError
+from bridge.errors import UserError, first_error
 
 DETAIL_TYPE = "SageMaker Model Package State Change"
 # EventBridge refuses events over 256 KB; anything larger did not come from it.
@@ -74,10 +74,5 @@ def parse_event(event: Any) -> ModelPackageStateChange:
     try:
         return ModelPackageStateChange.model_validate(event)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        return _raise(f"event field {where}: {error['msg']}")
-
-
-def _raise(message: str) -> ModelPackageStateChange:
-    raise InvalidEvent(message)
+        where, message = first_error(exc)
+        raise InvalidEvent(f"event field {where}: {message}") from None

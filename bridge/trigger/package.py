@@ -29,8 +29,9 @@ from bridge.errors import BridgeError, UserError
 
 # What the trigger imports; boto3/botocore come with the Lambda runtime.
 REQUIREMENTS = ("aws-lambda-powertools==3.37.0", "pydantic>=2.6", "requests>=2.31")
-PROVIDED_BY_RUNTIME = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil",
-                                 "six", "urllib3"})  # fmt: skip
+PROVIDED_BY_RUNTIME = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+)
 BRIDGE_MODULES = (
     "__init__.py",
     "errors.py",
@@ -95,8 +96,8 @@ def _marker_applies(marker: str) -> bool:
 
 
 def _copy_from_environment(target: Path) -> None:
-    for name in distribution_closure(("aws-lambda-powertools", "pydantic", "requests"),
-                                     PROVIDED_BY_RUNTIME):  # fmt: skip
+    roots = ("aws-lambda-powertools", "pydantic", "requests")
+    for name in distribution_closure(roots, PROVIDED_BY_RUNTIME):
         dist = metadata.distribution(name)
         for file in dist.files or []:
             source = Path(dist.locate_file(file))
@@ -110,10 +111,23 @@ def _copy_from_environment(target: Path) -> None:
 
 def _pip_install(target: Path, platform: str, python_version: str) -> None:
     command = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target),
-        "--platform", platform, "--implementation", "cp", "--python-version", python_version,
-        "--only-binary=:all:", "--no-compile", *REQUIREMENTS,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--target",
+        str(target),
+        "--platform",
+        platform,
+        "--implementation",
+        "cp",
+        "--python-version",
+        python_version,
+        "--only-binary=:all:",
+        "--no-compile",
+        *REQUIREMENTS,
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]

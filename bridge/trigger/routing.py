@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, first_error
 
 RESERVED_PARAMETERS = frozenset(
     {"modelPackageArn", "modelPackageGroupName", "modelPackageVersion", "sourceEventId"}
@@ -68,7 +68,5 @@ def parse_routes(text: str, *, source: str) -> RoutingTable:
     try:
         return RoutingTable.model_validate(document)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
+        where, message = first_error(exc)
         raise ConfigError(f"{source}: {where}: {message}") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bridge.azure_devops.client import AzureDevOpsClient, AzureDevOpsError, PipelineRun
@@ -37,8 +37,6 @@ class RunOutcome:
     run_id: int
     web_url: str
     created: bool
-    attempts: int
-    retries: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -81,20 +79,19 @@ def start_run_once(
 ) -> RunOutcome:
     rng = rng or random.Random()
     check_first = previous_attempt
-    retries: list[str] = []
     for attempt in range(1, budget.max_attempts + 1):
         try:
             if check_first:
                 existing = find_existing_run(client, request)
                 if existing is not None:
-                    return RunOutcome(existing.id, existing.web_url, False, attempt, retries)
+                    return RunOutcome(existing.id, existing.web_url, created=False)
             run = client.run_pipeline(
                 request.route.project,
                 request.route.pipeline_id,
                 template_parameters=request.template_parameters,
                 ref_name=request.route.ref_name,
             )
-            return RunOutcome(run.id, run.web_url, True, attempt, retries)
+            return RunOutcome(run.id, run.web_url, created=True)
         except AzureDevOpsError as exc:
             if not exc.retryable or attempt == budget.max_attempts:
                 raise
@@ -108,7 +105,6 @@ def start_run_once(
                     maybe_processed=exc.maybe_processed,
                 ) from None
             check_first = check_first or exc.maybe_processed
-            retries.append(str(exc))
             on_retry(str(exc), delay)
             sleep(delay)
     raise AssertionError("unreachable")
