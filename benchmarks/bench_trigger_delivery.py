@@ -79,7 +79,8 @@ def deliveries(events: list[dict], rng: random.Random) -> list[dict]:
     return out
 
 
-def inject(ado: FakeAzureDevOps, rng: random.Random, persistence, state: dict) -> None:
+def inject(ado: FakeAzureDevOps, rng: random.Random, state: dict) -> None:
+    """Draw this invocation's fault: queued on the stand-in, or a crash noted in ``state``."""
     fault = rng.choice(FAULTS)
     if fault == "crash":
         state["crash"] = True
@@ -116,7 +117,7 @@ def run_bridge(events: list[dict], rng: random.Random) -> dict:
                 invocations += 1
                 state: dict = {}
                 ado.faults.clear()
-                inject(ado, rng, persistence, state)
+                inject(ado, rng, state)
                 if state.get("crash"):
 
                     def crash(*args, **kwargs):
@@ -166,11 +167,7 @@ def run_baseline(events: list[dict], rng: random.Random) -> dict:
             detail = event["detail"]
             for _ in range(4):
                 ado.faults.clear()
-                fault = rng.choice(FAULTS)
-                if fault == "outage":
-                    ado.faults.extend(Fault("status", 502) for _ in range(8))
-                elif fault not in (None, "crash"):
-                    ado.faults.append(copy.deepcopy(fault))
+                inject(ado, rng, {})  # a crash means nothing without idempotency records
                 try:
                     client.run_pipeline("mlops", 12, template_parameters={
                         "modelPackageArn": detail["ModelPackageArn"],

@@ -7,9 +7,6 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
-
 
 class NetworkAccessError(AssertionError):
     pass

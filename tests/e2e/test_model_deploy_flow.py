@@ -19,9 +19,12 @@ from moto import mock_aws
 
 from bridge.cli import main
 from tests.support.fake_endpoint import FakeEndpoint, train_model
-from tests.support.moto_patches import moto_change_sets_with_outputs  # noqa: F401
+from tests.support.moto_patches import (  # noqa: F401
+    moto_change_sets_with_outputs,
+    moto_compatible,
+)
 from tests.support.registry import add_model_package
-from tests.unit.test_deploy_templates import _moto_compatible, load_template
+from tests.unit.test_infra_templates import load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GROUP = "smbridge-demo"
@@ -41,7 +44,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_file: Path)
     templates = tmp_path / "model-deploy" / "templates"
     templates.mkdir()
     for name in ("realtime.yaml",):
-        template, _ = _moto_compatible(load_template(REPO_ROOT / "model-deploy/templates" / name))
+        template, _ = moto_compatible(load_template(REPO_ROOT / "model-deploy/templates" / name))
         (templates / name).write_text(json.dumps(template))
     config = yaml.safe_load((REPO_ROOT / "bridge.yaml").read_text())
     config["model_registry"] = {"account_id": "123456789012"}
@@ -128,40 +131,33 @@ def release(capsys, endpoints, model_file, *, break_staging: bool) -> dict[str, 
     return codes
 
 
-def test_a_good_model_goes_through_to_production(
-    workspace,
-    capsys,
-    moto_change_sets_with_outputs,  # noqa: F811
-):
+@pytest.fixture
+def release_of_an_approved_package(workspace, capsys, moto_change_sets_with_outputs):  # noqa: F811
+    """Within moto, with an Approved package: ``release(break_staging)`` runs the stages."""
     _, endpoints, model_file = workspace
     with mock_aws():
         approved_package()
-        codes = release(capsys, endpoints, model_file, break_staging=False)
-        assert codes == {
-            "Prepare": 0, "DeployStaging": 0, "TestStaging": 0, "DeployProd": 0, "PostDeploy": 0,
-        }  # fmt: skip
-        assert stacks_in("222222222222") == ["smbridge-demo-staging"]
-        assert stacks_in("333333333333") == ["smbridge-demo-production"]
-    assert (
-        json.loads(Path("deploy-params/production.json").read_text())["parameters"][
-            "DeploymentStrategy"
-        ]
-        == "Canary"
-    )
+        yield lambda break_staging: release(
+            capsys, endpoints, model_file, break_staging=break_staging
+        )
+
+
+def test_a_good_model_goes_through_to_production(release_of_an_approved_package):
+    codes = release_of_an_approved_package(False)
+    assert codes == {
+        "Prepare": 0, "DeployStaging": 0, "TestStaging": 0, "DeployProd": 0, "PostDeploy": 0,
+    }  # fmt: skip
+    assert stacks_in("222222222222") == ["smbridge-demo-staging"]
+    assert stacks_in("333333333333") == ["smbridge-demo-production"]
+    production = json.loads(Path("deploy-params/production.json").read_text())
+    assert production["parameters"]["DeploymentStrategy"] == "Canary"
     assert Path("test-results/endpoint-staging.xml").is_file()
 
 
-def test_a_failed_staging_test_leaves_production_untouched(
-    workspace,
-    capsys,
-    moto_change_sets_with_outputs,  # noqa: F811
-):
-    _, endpoints, model_file = workspace
-    with mock_aws():
-        approved_package()
-        codes = release(capsys, endpoints, model_file, break_staging=True)
-        assert codes == {"Prepare": 0, "DeployStaging": 0, "TestStaging": 4}
-        assert stacks_in("222222222222") == ["smbridge-demo-staging"]
-        assert stacks_in("333333333333") == []
+def test_a_failed_staging_test_leaves_production_untouched(release_of_an_approved_package):
+    codes = release_of_an_approved_package(True)
+    assert codes == {"Prepare": 0, "DeployStaging": 0, "TestStaging": 4}
+    assert stacks_in("222222222222") == ["smbridge-demo-staging"]
+    assert stacks_in("333333333333") == []
     junit = Path("test-results/endpoint-staging.xml").read_text()
     assert 'failures="1"' in junit

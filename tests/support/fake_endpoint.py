@@ -5,7 +5,6 @@ algorithm mode returns them (``text/csv`` in, one probability per row out)."""
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -14,14 +13,9 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse
 
+from tests.support.fakes import RawBody
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class _Raw(io.BytesIO):
-    """A urllib3-like raw body: readable (streaming responses) and streamable (the rest)."""
-
-    def stream(self, **_: Any):
-        yield self.getvalue()
 
 
 def train_model(work: Path) -> Path:
@@ -78,10 +72,10 @@ class FakeEndpoint:
         if self.status != 200:
             body = b'{"__type": "ModelError", "message": "Received server error (500)"}'
             headers = {"x-amzn-ErrorType": "ModelError", "Content-Type": "application/json"}
-            return AWSResponse(request.url, 424, headers, _Raw(body))
+            return AWSResponse(request.url, 424, headers, RawBody(body))
         text = self._predict(request.body)
         if self.transform is not None:
             text = self.transform(text)
         body = text.encode()
         headers = {"Content-Type": "text/csv", "Content-Length": str(len(body))}
-        return AWSResponse(request.url, 200, headers, _Raw(body))
+        return AWSResponse(request.url, 200, headers, RawBody(body))

@@ -8,6 +8,7 @@ StopPipelineExecution.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -41,16 +42,15 @@ class FakeClock:
             hook(self)
 
 
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
+class RawBody(io.BytesIO):
+    """A urllib3-like raw body: readable (streaming responses) and streamable (the rest)."""
 
     def stream(self, **_: Any):
-        yield self._body
+        yield self.getvalue()
 
 
 def json_response(url: str, body: dict[str, Any], status: int = 200) -> AWSResponse:
-    raw = _Raw(json.dumps(body, default=_epoch).encode())
+    raw = RawBody(json.dumps(body, default=_epoch).encode())
     headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": "fake"}
     return AWSResponse(url, status, headers, raw)
 
@@ -271,4 +271,15 @@ class FakeSts:
             f"</{action}Result><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>"
             f"</{action}Response>"
         )
-        return AWSResponse(request.url, 200, {"Content-Type": "text/xml"}, _Raw(xml.encode()))
+        return AWSResponse(request.url, 200, {"Content-Type": "text/xml"}, RawBody(xml.encode()))
+
+
+class StaticClients:
+    """An ``AwsClients`` look-alike serving pre-built clients."""
+
+    def __init__(self, region: str = "eu-west-1", **clients: Any) -> None:
+        self.region = region
+        self._clients = clients
+
+    def client(self, service: str) -> Any:
+        return self._clients[service]

@@ -5,18 +5,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.support.fakes import FakeClock, FakeSageMaker
-
-
-class StaticClients:
-    """An ``AwsClients`` look-alike serving pre-built clients."""
-
-    def __init__(self, region: str = "eu-west-1", **clients: Any) -> None:
-        self.region = region
-        self._clients = clients
-
-    def client(self, service: str) -> Any:
-        return self._clients[service]
+from tests.support.fakes import FakeClock, FakeSageMaker, StaticClients
 
 
 @pytest.fixture

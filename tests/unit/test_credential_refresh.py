@@ -104,7 +104,7 @@ def test_without_refresh_the_same_wait_would_fail(clock):
     sagemaker.credential_check = lambda key: (
         None if sts.valid_at(key, clock.now) else expired.append(key)
     )
-    from tests.unit.conftest import StaticClients
+    from tests.support.fakes import StaticClients
 
     client = sagemaker.attach(static.client("sagemaker"))
     _wait(StaticClients(sagemaker=client), clock)

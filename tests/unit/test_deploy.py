@@ -19,9 +19,12 @@ from bridge.aws.stacks import StackFailed, deploy_stack
 from bridge.deploy import DeployParams, deploy_stage
 from bridge.errors import UserError
 from bridge.output import Reporter
-from tests.support.moto_patches import moto_change_sets_with_outputs  # noqa: F401
+from tests.support.moto_patches import (  # noqa: F401
+    moto_change_sets_with_outputs,
+    moto_compatible,
+)
 from tests.support.registry import add_model_package
-from tests.unit.test_deploy_templates import _moto_compatible, load_template
+from tests.unit.test_infra_templates import load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO_ROOT / "model-deploy" / "templates"
@@ -35,7 +38,7 @@ def templates_dir(tmp_path: Path) -> Path:
     target = tmp_path / "templates"
     target.mkdir()
     for name in ("realtime.yaml", "batch-model.yaml"):
-        template, _ = _moto_compatible(load_template(TEMPLATES / name))
+        template, _ = moto_compatible(load_template(TEMPLATES / name))
         (target / name).write_text(json.dumps(template))
     return target
 

@@ -31,7 +31,6 @@ Layers, from cheapest to most realistic:
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.moto_patches import moto_compatible
 from tests.unit.test_infra_templates import ACCOUNT, REGION, as_list, load_template, statements
 from tests.unit.test_trigger_infra import CheckedRenderer
 
@@ -1078,43 +1078,6 @@ def test_model_package_group_policy() -> None:
 
 # --------------------------------------------------------------------------- 3. moto
 
-MOTO_UNSUPPORTED = {
-    "AWS::CloudWatch::Alarm",
-    "AWS::ApplicationAutoScaling::ScalableTarget",
-    "AWS::ApplicationAutoScaling::ScalingPolicy",
-}
-
-
-def _moto_compatible(tpl: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
-    """Copy of ``tpl`` that moto's CloudFormation can create (see the module docstring)."""
-    from moto.cloudformation.parsing import get_model_map
-
-    supported = get_model_map()
-    tpl = copy.deepcopy(tpl)
-    dropped = {n for n, r in tpl["Resources"].items() if r["Type"] not in supported}
-    assert {tpl["Resources"][n]["Type"] for n in dropped} <= MOTO_UNSUPPORTED
-    alarm_names = {
-        n: tpl["Resources"][n]["Properties"]["AlarmName"]
-        for n in dropped
-        if tpl["Resources"][n]["Type"] == "AWS::CloudWatch::Alarm"
-    }
-    for name in dropped:
-        del tpl["Resources"][name]
-
-    def replace(node: Any) -> Any:
-        if isinstance(node, dict):
-            if set(node) == {"Ref"} and node["Ref"] in alarm_names:
-                return alarm_names[node["Ref"]]
-            return {k: replace(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [replace(v) for v in node]
-        return node
-
-    tpl["Resources"] = replace(tpl["Resources"])
-    model = tpl["Resources"]["Model"]["Properties"]
-    (model["PrimaryContainer"],) = model.pop("Containers")
-    return tpl, dropped
-
 
 def _create(cfn: Any, name: str, tpl: dict[str, Any], params: dict[str, str]) -> dict[str, str]:
     cfn.create_stack(
@@ -1150,7 +1113,7 @@ def test_moto_creates_the_realtime_stack(case: str) -> None:
     from moto import mock_aws
 
     params = MOTO_CASES[case]
-    tpl, dropped = _moto_compatible(load_template(REALTIME))
+    tpl, dropped = moto_compatible(load_template(REALTIME))
     assert dropped == {"LatencyAlarm", "ErrorsAlarm", "ScalableTarget", "ScalingPolicy"}
     with mock_aws():
         cfn = boto3.client("cloudformation", region_name=REGION)
@@ -1188,7 +1151,7 @@ def test_moto_new_model_version_replaces_model_and_config_not_the_endpoint() -> 
     import boto3
     from moto import mock_aws
 
-    tpl, _ = _moto_compatible(load_template(REALTIME))
+    tpl, _ = moto_compatible(load_template(REALTIME))
     v4 = PACKAGE_ARN.replace("/3", "/4")
     with mock_aws():
         cfn = boto3.client("cloudformation", region_name=REGION)

@@ -16,8 +16,8 @@ from bridge.deploy import PrepareParams, prepare_release, render_stage
 from bridge.deploy_config import StageConfig, load_stage_config
 from bridge.errors import ConfigError, UserError
 from bridge.output import Reporter
+from tests.support.fakes import StaticClients
 from tests.support.registry import add_model_package
-from tests.unit.conftest import StaticClients
 
 ACCOUNT = "123456789012"
 GROUP = "churn-xgb"

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REFERENCE_DIR
+from tests.support.ado_contract import REFERENCE_DIR
 from tests.unit.test_infra_templates import (
     ACCOUNT,
     REGION,

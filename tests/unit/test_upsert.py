@@ -15,7 +15,7 @@ from bridge.agent import AgentRun
 from bridge.errors import DefinitionError
 from bridge.output import Reporter
 from bridge.pipeline import UpsertParams, upsert_pipeline
-from tests.unit.conftest import StaticClients
+from tests.support.fakes import StaticClients
 
 ROLE = "arn:aws:iam::123456789012:role/exec"
 WRITES = {"CreatePipeline", "UpdatePipeline", "AddTags", "PutObject", "DeletePipeline"}
