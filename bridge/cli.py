@@ -333,6 +333,13 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
 # -- commands -----------------------------------------------------------------------------------
 
 
+def _planned(reporter: Reporter, text: str, **fields: Any) -> int:
+    """A dry run's end: what would happen, as a line and as the JSON result; exit 0."""
+    reporter.info(text)
+    reporter.result({"status": "planned", **fields})
+    return 0
+
+
 def _cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     from pathlib import Path
 
@@ -532,13 +539,13 @@ def _cmd_replay(args: argparse.Namespace, reporter: Reporter) -> int:
     local = _trigger_module("local")
 
     if args.dry_run:
-        reporter.info(
+        return _planned(
+            reporter,
             f"dry run: would call sqs:ReceiveMessage(QueueUrl={args.queue_url!r}) up to "
             f"{args.max_messages} messages, run the trigger on each, and sqs:DeleteMessage "
-            "each one handled (none made)"
+            "each one handled (none made)",
+            queue_url=args.queue_url,
         )
-        reporter.result({"status": "planned", "queue_url": args.queue_url})
-        return 0
     clients = _clients(args, _config(args), reporter)
     runtime = _trigger_runtime(args, reporter, clients)
     sqs = clients.client("sqs")
@@ -559,9 +566,11 @@ def _cmd_package(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge.trigger.package import build_package
 
     if args.dry_run:
-        reporter.info(f"dry run: would build {args.out} ({args.mode}, {args.platform})")
-        reporter.result({"status": "planned", "out": args.out})
-        return 0
+        return _planned(
+            reporter,
+            f"dry run: would build {args.out} ({args.mode}, {args.platform})",
+            out=args.out,
+        )
     result = build_package(
         Path(args.out), mode=args.mode, platform=args.platform, python_version=args.python_version
     )
@@ -611,20 +620,16 @@ def _cmd_prepare(args: argparse.Namespace, reporter: Reporter) -> int:
         },
     )
     if args.dry_run:
-        from bridge.deploy import check_package_arn
-        from bridge.deploy_config import load_stage_config
+        from bridge.deploy import check_offline
 
-        if params.model_package_arn:
-            check_package_arn(params)
-        for file in params.stage_configs:
-            load_stage_config(file)
+        check_offline(params)
         operation = "DescribeModelPackage" if params.model_package_arn else "ListModelPackages"
-        reporter.info(
+        return _planned(
+            reporter,
             f"dry run: would call sagemaker:{operation} in {registry_region} and write one "
-            f"<stage>.json per stage config to {params.out_dir} (no call)"
+            f"<stage>.json per stage config to {params.out_dir} (no call)",
+            operation=operation,
         )
-        reporter.result({"status": "planned", "operation": operation})
-        return 0
     clients = _clients(args, config, reporter, region=registry_region)
     result = prepare_release(params, clients=clients, reporter=reporter)
     reporter.result(result.model_dump())
@@ -661,13 +666,13 @@ def _cmd_latest(args: argparse.Namespace, reporter: Reporter) -> int:
     group = require(args.group or config.model_package_group, "model_package_group", "--group")
     status = None if args.status == "any" else args.status
     if args.dry_run:
-        reporter.info(
+        return _planned(
+            reporter,
             f"dry run: would call sagemaker:ListModelPackages(ModelPackageGroupName={group!r}, "
             f"ModelApprovalStatus={status!r}, SortBy='CreationTime', SortOrder='Descending', "
-            "MaxResults=1) and DescribeModelPackage (no call)"
+            "MaxResults=1) and DescribeModelPackage (no call)",
+            group=group,
         )
-        reporter.result({"status": "planned", "group": group})
-        return 0
     clients = _clients(args, config, reporter, region=_registry_region(args, config))
     reporter.result(model_registry.latest(group, status=status, clients=clients, reporter=reporter))
     return 0
@@ -679,9 +684,11 @@ def _cmd_describe(args: argparse.Namespace, reporter: Reporter) -> int:
 
     arn = ModelPackageArn.parse(args.arn, flag="ARN")
     if args.dry_run:
-        reporter.info(f"dry run: would call sagemaker:DescribeModelPackage({args.arn!r})")
-        reporter.result({"status": "planned", "arn": arn.arn})
-        return 0
+        return _planned(
+            reporter,
+            f"dry run: would call sagemaker:DescribeModelPackage({args.arn!r})",
+            arn=arn.arn,
+        )
     config = _config(args)
     clients = _clients(args, config, reporter, region=arn.region)
     reporter.result(model_registry.describe(args.arn, clients=clients, reporter=reporter))
@@ -725,12 +732,13 @@ def _cmd_endpoint_test(args: argparse.Namespace, reporter: Reporter) -> int:
     rows = load_payload(payload)
     expect = load_expectations(args.expect or (stage.endpoint_test.expect if stage else None))
     if args.dry_run:
-        reporter.info(
+        return _planned(
+            reporter,
             f"dry run: would call sagemaker-runtime:InvokeEndpoint(EndpointName={args.endpoint!r},"
-            f" ContentType={expect.content_type!r}) {len(rows)} times (no call)"
+            f" ContentType={expect.content_type!r}) {len(rows)} times (no call)",
+            endpoint=args.endpoint,
+            rows=len(rows),
         )
-        reporter.result({"status": "planned", "endpoint": args.endpoint, "rows": len(rows)})
-        return 0
     base = _clients(args, _config(args), reporter)
     clients = stage_clients(stage, base) if stage else base
     with reporter.group(f"Endpoint test: {args.endpoint} ({len(rows)} rows)"):

@@ -213,15 +213,22 @@ def check_package_arn(params: PrepareParams) -> registry.ModelPackageArn:
     return wanted
 
 
+def check_offline(params: PrepareParams) -> list[StageConfig]:
+    """Everything Prepare can check without a call: the ARN, and every stage config."""
+    if params.model_package_arn:
+        check_package_arn(params)
+    return [load_stage_config(file) for file in params.stage_configs]
+
+
 def prepare_release(
     params: PrepareParams, *, clients: AwsClients, reporter: Reporter | None = None
 ) -> PrepareResult:
     """Validate and resolve the package, refuse unless Approved, render every stage."""
     reporter = reporter or Reporter()
+    stage_configs = check_offline(params)
     sagemaker = clients.client("sagemaker")
     if params.model_package_arn:
-        wanted = check_package_arn(params)
-        package = registry.describe_model_package(sagemaker, wanted.arn)
+        package = registry.describe_model_package(sagemaker, params.model_package_arn.strip())
     elif params.group:
         found = registry.latest_model_package(sagemaker, params.group, status="Approved")
         if found is None:
@@ -234,8 +241,8 @@ def prepare_release(
     parsed = registry.ModelPackageArn.parse(package.arn)
     params.out_dir.mkdir(parents=True, exist_ok=True)
     plans = []
-    for file in params.stage_configs:
-        plan = render_stage(load_stage_config(file), parsed)
+    for config in stage_configs:
+        plan = render_stage(config, parsed)
         (params.out_dir / f"{plan.stage}.json").write_text(
             json.dumps(plan.model_dump(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
