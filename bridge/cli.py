@@ -706,7 +706,7 @@ def _cmd_set_status(args: argparse.Namespace, reporter: Reporter) -> int:
         args.status,
         comment=args.comment,
         approver=args.approver,
-        clients=clients,  # type: ignore[arg-type]
+        clients=clients,
         reporter=reporter,
         dry_run=args.dry_run,
     )

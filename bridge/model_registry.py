@@ -55,7 +55,7 @@ def set_status(
     *,
     comment: str,
     approver: str | None = None,
-    clients: AwsClients,
+    clients: AwsClients | None = None,
     reporter: Reporter | None = None,
     dry_run: bool = False,
 ) -> dict[str, Any]:
@@ -70,6 +70,8 @@ def set_status(
             f"ModelApprovalStatus={status!r}, ApprovalDescription='{status} by <you>: {comment}')"
         )
         return {"arn": arn, "status": "planned"}
+    if clients is None:
+        raise UserError("set_status needs AWS clients (or dry_run=True)")
     who = _who(clients, approver)
     description = f"{status} by {who}: {comment.strip()}"
     sagemaker = clients.client("sagemaker")

@@ -201,15 +201,14 @@ class UpsertOutcome:
     spec_sha256: str
     changed: list[str] = field(default_factory=list)
     uploaded: list[str] = field(default_factory=list)
-    definition_location: str = "inline"
 
 
 def _definition_argument(
     s3: Any, spec: PipelineSpec, definition_bucket: str | None, definition_prefix: str
-) -> tuple[dict[str, Any], str]:
+) -> dict[str, Any]:
     size = len(spec.definition_json.encode("utf-8"))
     if size <= INLINE_DEFINITION_LIMIT:
-        return {"PipelineDefinition": spec.definition_json}, "inline"
+        return {"PipelineDefinition": spec.definition_json}
     if not definition_bucket:
         raise DefinitionError(
             f"the definition is {size} bytes (over 1 MB): set pipeline.artifact_bucket so it can "
@@ -227,7 +226,7 @@ def _definition_argument(
     location = {"Bucket": definition_bucket, "ObjectKey": key}
     if response.get("VersionId"):
         location["VersionId"] = response["VersionId"]
-    return {"PipelineDefinitionS3Location": location}, f"s3://{definition_bucket}/{key}"
+    return {"PipelineDefinitionS3Location": location}
 
 
 def write_arguments(spec: PipelineSpec, definition: dict[str, Any]) -> dict[str, Any]:
@@ -275,9 +274,7 @@ def upsert_pipeline(
         if not changed:
             return UpsertOutcome("unchanged", current["PipelineArn"], spec.sha256)
     uploaded = upload_missing(s3, uploads) if s3 is not None else []
-    definition, location = _definition_argument(
-        s3, spec, definition_bucket, definition_prefix or spec.name
-    )
+    definition = _definition_argument(s3, spec, definition_bucket, definition_prefix or spec.name)
     common = write_arguments(spec, definition)
     tag_list = [{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())]
     if current is None:
@@ -289,14 +286,12 @@ def upsert_pipeline(
             **common,
         )
         return UpsertOutcome(
-            "created", response["PipelineArn"], spec.sha256, ["pipeline"], uploaded, location
+            "created", response["PipelineArn"], spec.sha256, ["pipeline"], uploaded
         )
     response = _write(f"UpdatePipeline {spec.name}", sagemaker.update_pipeline, **common)
     if tag_list:
         aws_call("AddTags", sagemaker.add_tags, ResourceArn=response["PipelineArn"], Tags=tag_list)
-    return UpsertOutcome(
-        "updated", response["PipelineArn"], spec.sha256, changed, uploaded, location
-    )
+    return UpsertOutcome("updated", response["PipelineArn"], spec.sha256, changed, uploaded)
 
 
 # -- executions ---------------------------------------------------------------------------------
@@ -347,9 +342,6 @@ class ExecutionState:
     status: str
     failure_reason: str = ""
     steps: tuple[StepState, ...] = ()
-    pipeline_arn: str = ""
-    started: datetime | None = None
-    ended: datetime | None = None
 
     @property
     def terminal(self) -> bool:
@@ -397,11 +389,6 @@ def describe_execution(
         status=response.get("PipelineExecutionStatus", "Unknown"),
         failure_reason=response.get("FailureReason", ""),
         steps=list_steps(sagemaker, execution_arn) if with_steps else (),
-        pipeline_arn=response.get("PipelineArn", ""),
-        started=response.get("CreationTime"),
-        ended=response.get("LastModifiedTime")
-        if response.get("PipelineExecutionStatus") in TERMINAL_STATUSES
-        else None,
     )
 
 

@@ -7,7 +7,7 @@ ascending by default. Here the newest is asked for explicitly (``SortOrder=Desce
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -60,7 +60,6 @@ class ModelPackage:
     approval_description: str = ""
     image: str = ""
     model_data_url: str = ""
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def approved(self) -> bool:
@@ -91,7 +90,6 @@ def _package(response: dict[str, Any]) -> ModelPackage:
         approval_description=response.get("ApprovalDescription", ""),
         image=first.get("Image", ""),
         model_data_url=first.get("ModelDataUrl", ""),
-        raw=response,
     )
 
 
