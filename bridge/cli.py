@@ -504,8 +504,8 @@ def _cmd_simulate(args: argparse.Namespace, reporter: Reporter) -> int:
         if not settings.routes:
             raise UserError("--dry-run needs the routes locally: --routes FILE or SMBRIDGE_ROUTES")
         plan = local.plan_event(event, parse_routes(settings.routes, source="routes"))
-        if plan["action"] == "ignore":
-            reporter.info(f"dry run: ignored: {plan['reason']}")
+        if plan["action"] in ("ignore", "record"):
+            reporter.info(f"dry run: {plan['action']}: {plan['reason']}")
         else:
             request = plan["request"]
             reporter.info(f"dry run: route {plan['route']}; would send (no call made):")
@@ -554,6 +554,7 @@ def _cmd_replay(args: argparse.Namespace, reporter: Reporter) -> int:
         reporter.info(json.dumps(item, sort_keys=True))
     reporter.info(
         f"replayed {report.received} message(s): {report.handled} handled and deleted, "
+        f"{report.kept} kept on purpose (no route, or in progress: see each reason), "
         f"{report.failed} failed and kept"
     )
     reporter.result(report.__dict__)

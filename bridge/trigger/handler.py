@@ -1,8 +1,10 @@
 """Lambda entry point ``bridge.trigger.handler.lambda_handler``.
 
-parse the event → route by model package group → (not approved: remember, ignore) → idempotent
-start of exactly one Azure DevOps run per (model package ARN, approval). Structured JSON logs
-carry the model package ARN, the route, the run id and its web URL; never the credential.
+An SQS message (the EventBridge event) → parse and check it → route by model package group →
+record the package's new state in the ledger, which says which approvals still need a run
+(:mod:`bridge.trigger.decision`) → for each, an idempotent start of exactly one Azure DevOps run.
+Structured JSON logs carry the model package ARN, the route, the run id and its web URL; never
+the credential. Any failure raises, so the message returns to the queue and is delivered again.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -29,15 +32,17 @@ from bridge.azure_devops.client import (
 )
 from bridge.azure_devops.credentials import SecretCredential, secrets_manager_loader
 from bridge.errors import CredentialsError, ServiceError
+from bridge.trigger.decision import Approval, Observation, epoch_ms
 from bridge.trigger.events import InvalidEvent, ModelPackageStateChange, parse_event
 from bridge.trigger.ledger import DynamoDBLedger, Ledger, MemoryLedger
 from bridge.trigger.routing import Route, RoutingTable, parse_routes
 from bridge.trigger.settings import TriggerSettings
-from bridge.trigger.starter import RetryBudget, RunOutcome, RunRequest, start_run_once
+from bridge.trigger.starter import RetryBudget, RunRequest, start_run_once
 
 logger = Logger(service="smbridge-trigger")
 
 IDEMPOTENCY_KEY_PREFIX = "smbridge-approval"
+IDEMPOTENCY_KEY = "[modelPackageArn, anchor]"
 _EVENT_KEYS = (
     "model_package_arn",
     "model_package_group",
@@ -56,6 +61,7 @@ class TriggerRuntime:
     ledger: Ledger
     persistence: BasePersistenceLayer | None
     idempotency_ttl_seconds: int = 7 * 24 * 3600
+    registry_accounts: frozenset[str] = frozenset()
     budget: RetryBudget = field(default_factory=RetryBudget)
     sleep: Callable[[float], None] = time.sleep
     http: Any = None
@@ -98,19 +104,23 @@ def build_runtime(settings: TriggerSettings, *, session: Any = None) -> TriggerR
         ledger=ledger,
         persistence=persistence,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        registry_accounts=settings.registry_account_ids,
         budget=RetryBudget(max_attempts=settings.max_attempts),
     )
 
 
-def template_parameters(change: ModelPackageStateChange, route: Route) -> dict[str, str]:
-    """Exactly the parameters model-deploy.yml declares (all strings), plus the route's extras."""
+def template_parameters(
+    change: ModelPackageStateChange, route: Route, source_event_id: str | None = None
+) -> dict[str, str]:
+    """Exactly the parameters model-deploy.yml declares (all strings), plus the route's extras.
+    ``source_event_id``: the approval's anchor event (default: this event)."""
     detail = change.detail
     return {
         **route.template_parameters,
         "modelPackageArn": detail.model_package_arn,
         "modelPackageGroupName": detail.model_package_group_name,
         "modelPackageVersion": str(detail.model_package_version),
-        "sourceEventId": change.id,
+        "sourceEventId": source_event_id or change.id,
     }
 
 
@@ -124,12 +134,87 @@ def run_request(change: ModelPackageStateChange, route: Route) -> ApiRequest:
     )
 
 
+def observation_of(change: ModelPackageStateChange) -> Observation:
+    return Observation(epoch_ms(change.changed_at), change.detail.model_approval_status, change.id)
+
+
+def _remaining(context: Any) -> Callable[[], float]:
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        return lambda: context.get_remaining_time_in_millis() / 1000.0
+    return lambda: 900.0
+
+
+def _log_retry(reason: str, delay: float) -> None:
+    logger.warning(
+        "retrying Azure DevOps", extra={"reason": reason, "delay_seconds": round(delay, 2)}
+    )
+
+
+def _idempotency_config(runtime: TriggerRuntime, context: Any) -> IdempotencyConfig:
+    return IdempotencyConfig(
+        event_key_jmespath=IDEMPOTENCY_KEY,
+        expires_after_seconds=runtime.idempotency_ttl_seconds,
+        lambda_context=context if hasattr(context, "get_remaining_time_in_millis") else None,
+    )
+
+
+def start_approval(
+    change: ModelPackageStateChange,
+    approval: Approval,
+    route: Route,
+    runtime: TriggerRuntime,
+    context: Any,
+) -> tuple[dict[str, Any], str]:
+    """Exactly one run for ``approval``: (its run, how: started | found-existing | duplicate)."""
+    arn = change.detail.model_package_arn
+    request = RunRequest(
+        route=route,
+        template_parameters=template_parameters(change, route, approval.event_id),
+        approved_at=datetime.fromtimestamp(approval.anchor_ms / 1000, UTC),
+    )
+    how = ["duplicate"]  # stays so when the idempotency record answers: the run exists
+
+    def start(approval_key: dict[str, Any]) -> dict[str, Any]:
+        before = runtime.ledger.mark_posted(arn, approval.anchor_ms)
+        if before.run_id is not None:  # another invocation finished it meanwhile
+            how[0] = "found-existing"
+            return {"runId": before.run_id, "webUrl": before.web_url}
+        outcome = start_run_once(
+            runtime.client_for(route),
+            request,
+            previous_attempt=before.posted,
+            remaining_seconds=_remaining(context),
+            sleep=runtime.sleep,
+            budget=runtime.budget,
+            on_retry=_log_retry,
+        )
+        runtime.ledger.record_run(arn, approval.anchor_ms, outcome.run_id, outcome.web_url)
+        how[0] = "started" if outcome.created else "found-existing"
+        return {"runId": outcome.run_id, "webUrl": outcome.web_url}
+
+    key = {"modelPackageArn": arn, "anchor": approval.anchor_ms}
+    if runtime.persistence is None:
+        return start(approval_key=key), how[0]
+    guarded = idempotent_function(
+        start,
+        data_keyword_argument="approval_key",
+        persistence_store=runtime.persistence,
+        config=_idempotency_config(runtime, context),
+        key_prefix=IDEMPOTENCY_KEY_PREFIX,
+    )
+    result = guarded(approval_key=key)
+    if how[0] == "duplicate":  # answered from the record: make sure the ledger knows the run
+        runtime.ledger.record_run(arn, approval.anchor_ms, result["runId"], result["webUrl"])
+    return result, how[0]
+
+
 def handle(event: Any, context: Any, runtime: TriggerRuntime) -> dict[str, Any]:
-    """Process one event. Raises (so EventBridge retries, then dead-letters) on anything that
-    must not be dropped: an invalid event, an Azure DevOps refusal, exhausted retries."""
+    """Process one EventBridge event. Raises on anything that must not be dropped (an invalid
+    event, an Azure DevOps refusal, exhausted retries), so the queue delivers it again and
+    finally dead-letters it."""
     logger.remove_keys(list(_EVENT_KEYS))  # a warm container must not carry the last event's keys
     try:
-        change = parse_event(event)
+        change = parse_event(event, registry_accounts=runtime.registry_accounts)
     except InvalidEvent as exc:
         logger.error("rejected: invalid event", extra={"reason": str(exc)})
         raise
@@ -145,68 +230,28 @@ def handle(event: Any, context: Any, runtime: TriggerRuntime) -> dict[str, Any]:
         logger.info(f"ignored: no route for group {detail.model_package_group_name}")
         return {"status": "ignored", "reason": "no route"}
     logger.append_keys(route=route.describe())
-    modified_at = detail.last_modified_time.timestamp()
-    if not change.approved:
-        runtime.ledger.record_not_approved(detail.model_package_arn, modified_at)
-        logger.info(f"ignored: status is {detail.model_approval_status}, not Approved")
-        return {"status": "ignored", "reason": f"status {detail.model_approval_status}"}
-    epoch = runtime.ledger.epoch(detail.model_package_arn)
-    if epoch and modified_at <= epoch:
-        logger.warning("ignored: stale approval (the package left Approved after this event)")
-        return {"status": "ignored", "reason": "stale approval"}
-    request = RunRequest(
-        route=route,
-        model_package_arn=detail.model_package_arn,
-        template_parameters=template_parameters(change, route),
-        approved_at=detail.last_modified_time,
-        epoch=epoch,
-    )
-    approval = {"modelPackageArn": detail.model_package_arn, "approval": "Approved", "epoch": epoch}
-    executed: list[RunOutcome] = []
-
-    def remaining() -> float:
-        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
-            return context.get_remaining_time_in_millis() / 1000.0
-        return 900.0
-
-    def log_retry(reason: str, delay: float) -> None:
-        logger.warning(
-            "retrying Azure DevOps", extra={"reason": reason, "delay_seconds": round(delay, 2)}
-        )
-
-    def start(approval: dict[str, Any]) -> dict[str, Any]:
-        previous = runtime.ledger.mark_post_attempt(approval["modelPackageArn"], approval["epoch"])
-        outcome = start_run_once(
-            runtime.client_for(route),
-            request,
-            previous_attempt=previous,
-            remaining_seconds=remaining,
-            sleep=runtime.sleep,
-            budget=runtime.budget,
-            on_retry=log_retry,
-        )
-        executed.append(outcome)
-        return {"runId": outcome.run_id, "webUrl": outcome.web_url, "created": outcome.created}
-
+    decision = runtime.ledger.observe(detail.model_package_arn, observation_of(change))
+    if not decision.pending:
+        status = "duplicate" if change.approved else "ignored"
+        logger.info(f"{status}: {decision.reason}")
+        result: dict[str, Any] = {"status": status, "reason": decision.reason}
+        if decision.approval is not None:
+            result.update(runId=decision.approval.run_id, webUrl=decision.approval.web_url)
+        return {**result, "route": route.describe()}
+    runs = []
     try:
-        if runtime.persistence is None:
-            result = start(approval=approval)
-        else:
-            config = IdempotencyConfig(
-                event_key_jmespath="[modelPackageArn, approval, epoch]",
-                expires_after_seconds=runtime.idempotency_ttl_seconds,
-                lambda_context=context
-                if hasattr(context, "get_remaining_time_in_millis")
-                else None,
+        for approval in decision.pending:
+            result, how = start_approval(change, approval, route, runtime, context)
+            runs.append({**result, "status": how, "approvalEventId": approval.event_id})
+            logger.info(
+                f"{how}: run {result['runId']} ({decision.reason})",
+                extra={
+                    "run_id": result["runId"],
+                    "run_url": result["webUrl"],
+                    "outcome": how,
+                    "approval_event_id": approval.event_id,
+                },
             )
-            guarded = idempotent_function(
-                start,
-                data_keyword_argument="approval",
-                persistence_store=runtime.persistence,
-                config=config,
-                key_prefix=IDEMPOTENCY_KEY_PREFIX,
-            )
-            result = guarded(approval=approval)
     except AzureDevOpsError as exc:
         logger.error(
             "failed: Azure DevOps refused or kept failing",
@@ -215,14 +260,31 @@ def handle(event: Any, context: Any, runtime: TriggerRuntime) -> dict[str, Any]:
         if exc.status == 401:
             raise CredentialsError(f"route {route.describe()}: {exc}") from None
         raise ServiceError(f"route {route.describe()}: {exc}") from None
-    status = "duplicate"  # the idempotency record answered: this approval already has its run
-    if executed:
-        status = "started" if executed[0].created else "found-existing"
-    logger.info(
-        f"{status}: run {result['runId']}",
-        extra={"run_id": result["runId"], "run_url": result["webUrl"], "outcome": status},
-    )
-    return {"status": status, **result, "route": route.describe()}
+    first = runs[0]
+    return {
+        "status": first["status"],
+        "runId": first["runId"],
+        "webUrl": first["webUrl"],
+        "reason": decision.reason,
+        "route": route.describe(),
+        "runs": runs,
+    }
+
+
+def sqs_messages(event: Any) -> list[tuple[str, Any]] | None:
+    """The (message id, EventBridge event) pairs of an SQS event source batch, or ``None``
+    when ``event`` is an EventBridge event itself (a direct invocation)."""
+    if not (isinstance(event, dict) and isinstance(event.get("Records"), list)):
+        return None
+    messages = []
+    for record in event["Records"]:
+        if not isinstance(record, dict) or record.get("eventSource") != "aws:sqs":
+            raise InvalidEvent("Records: not an SQS event source batch")
+        body = record.get("body")
+        if not isinstance(body, str):
+            raise InvalidEvent("Records[].body: missing, expected the event as JSON text")
+        messages.append((str(record.get("messageId", "")), body))
+    return messages
 
 
 _RUNTIME: TriggerRuntime | None = None
@@ -230,7 +292,16 @@ _RUNTIME: TriggerRuntime | None = None
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The SQS event source delivers one message per batch (infra/trigger.yaml); an error
+    returns it to the queue until its ``maxReceiveCount``, then to the dead-letter queue."""
     global _RUNTIME
     if _RUNTIME is None:
         _RUNTIME = build_runtime(TriggerSettings.from_environ())
-    return handle(event, context, _RUNTIME)
+    messages = sqs_messages(event)
+    if messages is None:
+        return handle(event, context, _RUNTIME)
+    results = []
+    for message_id, body in messages:
+        logger.append_keys(message_id=message_id)
+        results.append(handle(body, context, _RUNTIME))
+    return {"results": results}

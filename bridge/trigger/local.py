@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+)
 
 from bridge.aws.errors import aws_call
 from bridge.azure_devops.client import organization_url
@@ -57,13 +60,20 @@ def plan_event(event: Any, routes: RoutingTable) -> dict[str, Any]:
             "reason": f"no route for group {detail.model_package_group_name}",
         }
     if not change.approved:
-        return {"action": "ignore", "reason": f"status {detail.model_approval_status}"}
+        return {
+            "action": "record",
+            "reason": f"status {detail.model_approval_status}: remembered in the ledger; it "
+            "starts a run only if it reveals an earlier re-approval that has none",
+        }
     request = run_request(change, route).as_dict(organization_url(route.organization))
     return {
         "action": "start",
         "route": route.describe(),
         "request": request,
-        "dedupe_key": {"modelPackageArn": detail.model_package_arn, "approval": "Approved"},
+        "dedupe_key": {
+            "modelPackageArn": detail.model_package_arn,
+            "approval": "this approval (no run if the ledger shows it already has one)",
+        },
     }
 
 
@@ -121,9 +131,13 @@ class SimulationFailed(BridgeError):
 
 
 def event_of_message(body: str) -> Any:
-    """A DLQ message body: the event itself (EventBridge target DLQ) or a Lambda on-failure
-    destination record (the event under ``requestPayload``)."""
-    document = json.loads(body)
+    """A DLQ message body: the event itself (redriven from the trigger queue, or an EventBridge
+    target DLQ), or a Lambda on-failure destination record (the event under
+    ``requestPayload``)."""
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise UserError("message body is nested too deeply to be an event") from None
     if isinstance(document, dict) and "requestPayload" in document:
         return document["requestPayload"]
     return document
@@ -134,6 +148,7 @@ class ReplayReport:
     received: int = 0
     handled: int = 0
     failed: int = 0
+    kept: int = 0  # handled, but left in the queue on purpose (no route, in progress)
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -143,7 +158,9 @@ def replay(
     """Re-drive dead-lettered events through the handler; delete each one it handled.
 
     Safe to run more than once: the handler's idempotency finds an approval's existing run.
-    A message that fails again stays in the queue (it reappears after its visibility timeout).
+    A message that fails again, one whose approval another invocation is starting right now,
+    and one that has no route stay in the queue (they reappear after the visibility timeout);
+    every other message is still handled.
     """
     report = ReplayReport()
     while report.received < max_messages:
@@ -158,11 +175,13 @@ def replay(
             break
         for message in batch:
             report.received += 1
-            try:
-                result = handle(event_of_message(message["Body"]), LocalContext(), runtime)
-            except (BridgeError, ValueError) as exc:
+            outcome = _replay_one(message, runtime)
+            report.results.append({"messageId": message["MessageId"], **outcome})
+            if "error" in outcome:
                 report.failed += 1
-                report.results.append({"messageId": message["MessageId"], "error": str(exc)})
+                continue
+            if outcome.get("kept"):
+                report.kept += 1
                 continue
             aws_call(
                 "SQS DeleteMessage",
@@ -171,5 +190,25 @@ def replay(
                 ReceiptHandle=message["ReceiptHandle"],
             )
             report.handled += 1
-            report.results.append({"messageId": message["MessageId"], **result})
     return report
+
+
+def _replay_one(message: dict[str, Any], runtime: TriggerRuntime) -> dict[str, Any]:
+    """Handle one dead-lettered message; never raises for that message's own failure."""
+    try:
+        result = handle(event_of_message(message["Body"]), LocalContext(), runtime)
+    except IdempotencyAlreadyInProgressError:
+        return {
+            "status": "in-progress",
+            "kept": True,
+            "reason": "another invocation is starting this approval's run; left for later",
+        }
+    except (BridgeError, ValueError) as exc:
+        return {"error": str(exc)}
+    if result.get("status") == "ignored" and result.get("reason") == "no route":
+        return {
+            **result,
+            "kept": True,
+            "reason": "no route for its group: kept in the queue (add a route, then replay)",
+        }
+    return result

@@ -39,6 +39,7 @@ BRIDGE_MODULES = (
     "azure_devops/client.py",
     "azure_devops/credentials.py",
     "trigger/__init__.py",
+    "trigger/decision.py",
     "trigger/events.py",
     "trigger/handler.py",
     "trigger/ledger.py",

@@ -22,6 +22,18 @@ class TriggerSettings(BaseModel):
     idempotency_table: str | None = Field(None, description="SMBRIDGE_IDEMPOTENCY_TABLE")
     idempotency_ttl_seconds: int = Field(7 * 24 * 3600, ge=3600)
     max_attempts: int = Field(5, ge=1, le=10)
+    registry_accounts: str | None = Field(
+        None,
+        description="SMBRIDGE_REGISTRY_ACCOUNTS: comma-separated 12-digit ids; when set, only "
+        "model packages of these accounts start runs",
+        pattern=r"^[0-9]{12}(,[0-9]{12})*$",
+    )
+
+    @property
+    def registry_account_ids(self) -> frozenset[str]:
+        return (
+            frozenset(self.registry_accounts.split(",")) if self.registry_accounts else frozenset()
+        )
 
     @classmethod
     def from_environ(

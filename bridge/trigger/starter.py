@@ -5,7 +5,7 @@
   (``Builds - List`` returns template parameters), and post again only if it is not there.
 * 400/401/403/404: no retry; the error names the route and the status.
 Every wait must fit in the Lambda's remaining time; otherwise the error is raised so that
-EventBridge's retry policy and the dead-letter queue keep the event.
+the message returns to the trigger's queue and is retried (infra/trigger.yaml).
 """
 
 from __future__ import annotations
@@ -13,23 +13,24 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from bridge.azure_devops.client import AzureDevOpsClient, AzureDevOpsError, PipelineRun
 from bridge.trigger.routing import Route
 
 # How far before the approval a run for it may have been queued (clock skew between AWS and
-# Azure DevOps); never earlier than the package's current approval epoch.
+# Azure DevOps).
 CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
 class RunRequest:
+    """The run one approval needs; ``template_parameters`` carry its ARN and ``sourceEventId``
+    (the approval's anchor event), which identify the run when it has to be looked for."""
+
     route: Route
-    model_package_arn: str
     template_parameters: dict[str, str]
     approved_at: datetime
-    epoch: float
 
 
 @dataclass
@@ -52,16 +53,17 @@ class RetryBudget:
         return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
 
+IDENTIFYING_PARAMETERS = ("modelPackageArn", "sourceEventId")
+
+
 def find_existing_run(client: AzureDevOpsClient, request: RunRequest) -> PipelineRun | None:
-    """The newest run of the route's pipeline whose ``modelPackageArn`` is this package, queued
-    in the current approval epoch."""
-    floor = request.approved_at - CLOCK_SKEW
-    if request.epoch:
-        floor = max(floor, datetime.fromtimestamp(request.epoch, UTC))
+    """The newest run of the route's pipeline started for this approval: same model package
+    ARN and same ``sourceEventId``, queued after the approval (less clock skew)."""
+    wanted = {name: request.template_parameters[name] for name in IDENTIFYING_PARAMETERS}
     for build in client.list_builds(
-        request.route.project, request.route.pipeline_id, min_time=floor
+        request.route.project, request.route.pipeline_id, min_time=request.approved_at - CLOCK_SKEW
     ):
-        if build.template_parameters.get("modelPackageArn") == request.model_package_arn:
+        if all(build.template_parameters.get(k) == v for k, v in wanted.items()):
             return build
     return None
 
@@ -99,7 +101,7 @@ def start_run_once(
             if delay > remaining_seconds() - budget.safety_margin:
                 raise AzureDevOpsError(
                     f"{exc} (no time left in this invocation to wait {delay:.1f}s and retry; "
-                    "EventBridge will retry the event)",
+                    "the queue will deliver the event again)",
                     status=exc.status,
                     retryable=True,
                     maybe_processed=exc.maybe_processed,

@@ -1,5 +1,5 @@
 """The requests of ``smbridge ado`` (environments, check configurations, approvals), held against
-the official 7.1 specs and the recorded examples in ../shared/reference/ado-examples/."""
+the official 7.1 specs and the recorded examples in reference/ado-examples/."""
 
 from __future__ import annotations
 

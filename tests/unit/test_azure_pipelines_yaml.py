@@ -1,6 +1,6 @@
 """Azure Pipelines YAML under azure-pipelines/: the reference schema, and the rules the files keep.
 
-Schema: ``../shared/reference/azure-pipelines-yaml.schema.json`` (draft-07, the schema of the
+Schema: ``reference/azure-pipelines-yaml.schema.json`` (draft-07, the schema of the
 Azure Pipelines VS Code extension; it knows the built-in tasks and their inputs, not marketplace
 extensions such as the AWS Toolkit).
 
@@ -29,9 +29,7 @@ from jsonschema import Draft7Validator
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPELINES_DIR = REPO_ROOT / "azure-pipelines"
 MODEL_BUILD = PIPELINES_DIR / "model-build.yml"
-SCHEMA_PATH = (
-    Path(__file__).parents[2].parent / "shared" / "reference" / "azure-pipelines-yaml.schema.json"
-)
+SCHEMA_PATH = REPO_ROOT / "reference" / "azure-pipelines-yaml.schema.json"
 YAML_FILES = sorted(p for p in PIPELINES_DIR.rglob("*") if p.suffix in (".yml", ".yaml"))
 
 ALLOWED_SMBRIDGE_COMMANDS = {

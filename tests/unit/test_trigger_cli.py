@@ -93,7 +93,8 @@ def test_simulate_ignores_a_rejected_event(routes_file, tmp_path, capsys):
     file.write_text(json.dumps(event))
     assert main(["trigger", "simulate", "--event", str(file), "--routes", str(routes_file),
                  "--dry-run"]) == 0  # fmt: skip
-    assert "ignored: status Rejected" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dry run: record: status Rejected: remembered in the ledger" in out
 
 
 def test_simulate_bad_event_file(routes_file, tmp_path, capsys):
@@ -131,7 +132,7 @@ def test_replay_redrives_the_dlq_once(routes_file, capsys, monkeypatch):
                 "--region", "eu-west-1"]  # fmt: skip
         assert main(argv) == 0
         out = capsys.readouterr().out
-        assert "2 handled and deleted, 0 failed" in out
+        assert "2 handled and deleted, 0 kept on purpose" in out
         assert len(fake_ado.runs) == 1
         assert "Messages" not in sqs.receive_message(QueueUrl=url)
         assert main(argv) == 0  # an empty queue is fine

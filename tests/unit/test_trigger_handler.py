@@ -172,9 +172,10 @@ def test_reapproval_after_rejection_makes_a_second_run(world):
     t0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
     assert run(runtime, event(modified=t0))["status"] == "started"
     assert run(runtime, event("Rejected", modified=t0 + timedelta(hours=1)))["status"] == "ignored"
-    # A late duplicate of the first approval, delivered after the rejection: stale.
+    # A late duplicate of the first approval, delivered after the rejection: it has its run.
     stale = run(runtime, event(modified=t0))
-    assert stale == {"status": "ignored", "reason": "stale approval"}
+    assert stale["status"] == "duplicate"
+    assert stale["runId"] == ado.runs[0]["id"]
     assert run(runtime, event(modified=t0 + timedelta(hours=2)))["status"] == "started"
     assert run(runtime, event(modified=t0 + timedelta(hours=2)))["status"] == "duplicate"
     assert len(ado.runs) == 2
@@ -286,8 +287,8 @@ def test_secret_is_read_once_per_container(world):
 
 
 def test_crash_between_run_created_and_record_completed(world, monkeypatch):
-    """The Lambda dies after POST succeeded but before the idempotency record is completed. The
-    retry (after the in-progress record expired) must find the run, not create a second one."""
+    """The Lambda dies after POST succeeded and the ledger noted the run, but before the
+    idempotency record is completed. The retry knows the run from the ledger: no request."""
     runtime, ado, _, _, _ = world
     persistence = runtime.persistence
 
@@ -301,8 +302,31 @@ def test_crash_between_run_created_and_record_completed(world, monkeypatch):
     monkeypatch.undo()
     time.sleep(0.01)  # the in-progress record expires with the (1 ms) remaining Lambda time
     result = run(runtime, event(event_id="retry"))
+    assert result["status"] == "duplicate"
+    assert result["runId"] == ado.runs[0]["id"]
+    assert len(ado.runs) == 1
+    assert [m for m, *_ in ado.requests] == ["POST"]
+
+
+def test_crash_between_run_created_and_ledger_written(world, monkeypatch):
+    """The Lambda dies after POST succeeded, before anything recorded the run. The retry (after
+    the in-progress record expired) must look for the run (Builds - List, matched on the ARN
+    and the approval's sourceEventId) and find it, not create a second one."""
+    runtime, ado, _, _, _ = world
+
+    def crash(*args, **kwargs):
+        raise SystemExit("Lambda container killed")
+
+    monkeypatch.setattr(runtime.ledger, "record_run", crash)
+    with pytest.raises(SystemExit):
+        run(runtime, event(event_id="first"), LocalContext(timeout_seconds=0.001))
+    assert len(ado.runs) == 1
+    monkeypatch.undo()
+    time.sleep(0.01)  # the in-progress record expires with the (1 ms) remaining Lambda time
+    result = run(runtime, event(event_id="retry"))
     assert result["status"] == "found-existing"
     assert result["runId"] == ado.runs[0]["id"]
+    assert ado.runs[0]["templateParameters"]["sourceEventId"] == "first"
     assert len(ado.runs) == 1
     assert [m for m, *_ in ado.requests] == ["POST", "GET"]
 
