@@ -6,17 +6,23 @@ no client for YAML pipeline approvals. Each method here is exactly one HTTP requ
 retry after a 401 with a refreshed credential); the caller decides on retries, because whether a
 failed ``POST …/runs`` may be retried depends on whether a run might already exist.
 
+Every request carries ``X-TFS-FedAuthRedirect: Suppress``: without it a refused PAT gets HTTP 203
+and an HTML sign-in page instead of a 401. A sign-in page that comes anyway (a 203, or HTML on a
+2xx) is handled as a 401. No answer is used unchecked: a 2xx without what the bridge needs is an
+:class:`AzureDevOpsError`, never a ``KeyError``.
+
 The one exception is :meth:`AzureDevOpsClient.send` for a GET (reading is safe to repeat): after
 a 429, a 5xx, a time-out or a broken connection it tries again up to ``get_retries`` times,
 waiting ``Retry-After`` (or 1, 2, 4 … s) but never longer than ``max_retry_wait`` per wait (a
 longer ``Retry-After`` fails at once). Writes sent through ``send`` are never retried, except
 once after a 401 like every request. ``sleep`` is injectable so tests do not wait.
+:meth:`AzureDevOpsClient.iter_builds` is one request per page of ``Builds - List``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -33,6 +39,12 @@ API_VERSION = "7.1"
 DEFAULT_TIMEOUT = (5.0, 20.0)  # connect, read
 GET_RETRIES = 3  # extra attempts of a GET sent through ``send`` after 429/5xx/time-out
 MAX_RETRY_WAIT = 60.0  # seconds; a longer Retry-After fails at once instead of blocking
+# Without it a refused credential gets HTTP 203 and an HTML sign-in page, not a 401 (the header
+# Microsoft's own azure-devops Python client sends on every request).
+SUPPRESS_SIGN_IN = {"X-TFS-FedAuthRedirect": "Suppress"}
+CONTINUATION_HEADER = "x-ms-continuationtoken"
+MAX_PAGES = 20  # of a paged list: a service that keeps sending continuation tokens cannot loop us
+SERVICE_MESSAGE_LIMIT = 300  # characters of the service's own message kept in an error
 
 
 class AzureDevOpsError(ServiceError):
@@ -77,11 +89,13 @@ class PipelineRun:
     template_parameters: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_response(cls, data: Mapping[str, Any]) -> PipelineRun:
+    def from_response(cls, data: Any, context: str = "Azure DevOps run") -> PipelineRun:
+        """``context`` starts the error if ``data`` is not a run, e.g. ``"run …: HTTP 200"``."""
+        run = json_object(data, context)
         return cls(
-            id=int(data["id"]),
-            web_url=web_href(data),
-            template_parameters=dict(data.get("templateParameters") or {}),
+            id=integer_field(run, "id", context),
+            web_url=web_href(run),
+            template_parameters=string_map(run, "templateParameters", context),
         )
 
 
@@ -111,9 +125,11 @@ class ApiRequest:
         return {"method": self.method, "url": self.url(base_url), "body": self.body}
 
 
-def web_href(data: Mapping[str, Any]) -> str:
-    """The ``_links.web.href`` of a resource ("" when absent)."""
-    return str(((data.get("_links") or {}).get("web") or {}).get("href", ""))
+def web_href(data: Any) -> str:
+    """The ``_links.web.href`` of a resource ("" when absent or not a string)."""
+    for key in ("_links", "web", "href"):
+        data = data.get(key) if isinstance(data, Mapping) else None
+    return data if isinstance(data, str) else ""
 
 
 def run_pipeline_request(
@@ -137,6 +153,35 @@ def run_pipeline_request(
     )
 
 
+def list_builds_request(
+    project: str,
+    definition_id: int,
+    *,
+    min_time: datetime | None = None,
+    top: int = 100,
+    continuation_token: str | None = None,
+) -> ApiRequest:
+    """``Builds - List`` of one definition, newest first: ``GET {project}/_apis/build/builds``;
+    ``continuation_token`` (from the last page's ``x-ms-continuationtoken``) asks for the next."""
+    params: dict[str, Any] = {
+        "definitions": str(int(definition_id)),
+        "queryOrder": "queueTimeDescending",
+        "$top": top,
+    }
+    if min_time is not None:
+        params["minTime"] = min_time.isoformat().replace("+00:00", "Z")
+    if continuation_token:
+        params["continuationToken"] = continuation_token
+    return ApiRequest(
+        "GET",
+        f"{quote(project, safe='')}/_apis/build/builds",
+        API_VERSION,
+        f"list runs of pipeline {definition_id} in {project}",
+        params=params,
+        hints=PIPELINE_HINTS,
+    )
+
+
 def organization_url(organization: str) -> str:
     """``contoso`` or ``https://dev.azure.com/contoso/`` → ``https://dev.azure.com/contoso``.
 
@@ -156,11 +201,64 @@ def organization_url(organization: str) -> str:
     return f"https://dev.azure.com/{quote(organization, safe='')}"
 
 
-def collection(data: Any) -> list[Any]:
-    """The items of a list response: ``{"count": n, "value": [...]}`` on the wire, or a list."""
-    if isinstance(data, dict):
-        data = data.get("value", [])
-    return list(data) if isinstance(data, list) else []
+# -- Reading answers: a 2xx without what the bridge needs is an AzureDevOpsError -------------
+
+
+def malformed(context: str, problem: str) -> AzureDevOpsError:
+    """``context`` (e.g. ``"run pipeline 12 in mlops: HTTP 200"``) followed by ``problem``.
+
+    ``maybe_processed``: the service answered 2xx, so it did act on the request.
+    """
+    return AzureDevOpsError(f"{context} {problem}", maybe_processed=True)
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for errors (never the value: it could echo a secret)."""
+    if value is None:
+        return "an empty body or null"
+    kinds = ((bool, "a boolean"), (int | float, "a number"), (str, "a string"), (list, "a list"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "an object")
+
+
+def json_object(data: Any, context: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise malformed(context, f"with {json_kind(data)} instead of a JSON object")
+    return data
+
+
+def integer_field(data: Mapping[str, Any], key: str, context: str) -> int:
+    value = data.get(key)
+    if value is None:
+        raise malformed(context, f"without {key!r} in the response")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise malformed(context, f"with {key!r} not an integer but {json_kind(value)}")
+    return value
+
+
+def string_map(data: Mapping[str, Any], key: str, context: str) -> dict[str, str]:
+    """An optional map of strings (``{}`` when absent or null)."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise malformed(context, f"with {key!r} not an object but {json_kind(value)}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def collection(data: Any, context: str = "Azure DevOps list response") -> list[dict[str, Any]]:
+    """The items of a list response: ``{"count": n, "value": [...]}`` on the wire, or a list.
+
+    Anything else, or an item that is not an object, is an error naming ``context``.
+    """
+    if isinstance(data, list):
+        items = data
+    elif not isinstance(data, dict):
+        raise malformed(context, f"with {json_kind(data)} instead of a list")
+    elif "value" not in data:
+        raise malformed(context, "without 'value' in the response")
+    elif not isinstance(items := data["value"], list):
+        raise malformed(context, f"with 'value' not a list but {json_kind(items)}")
+    return [json_object(item, f"{context}, item {n} of 'value'") for n, item in enumerate(items, 1)]
 
 
 def response_json(response: requests.Response, what: str) -> Any:
@@ -170,12 +268,28 @@ def response_json(response: requests.Response, what: str) -> Any:
     try:
         return response.json()
     except ValueError:
-        # e.g. HTTP 203 with a sign-in page: the credential was not accepted
-        raise AzureDevOpsError(
-            f"{what}: HTTP {response.status_code} without a JSON body "
-            "(a sign-in page usually means the credential was not accepted)",
-            status=response.status_code,
-        ) from None
+        raise malformed(f"{what}: HTTP {response.status_code}", "without a JSON body") from None
+
+
+def is_sign_in_page(response: requests.Response) -> bool:
+    """A 203, or HTML on a 2xx: what a refused credential gets instead of a 401 when the
+    ``X-TFS-FedAuthRedirect`` header is ignored (by a proxy, say)."""
+    if response.status_code == 203:
+        return True
+    if not 200 <= response.status_code < 300 or not response.content:
+        return False
+    content_type = response.headers.get("Content-Type", "").lower()
+    return "html" in content_type or response.content.lstrip().startswith(b"<")
+
+
+def sign_in_refused(response: requests.Response, what: str) -> AzureDevOpsError:
+    """The error for a sign-in page after the retry: a refused credential (exit code 6)."""
+    return AzureDevOpsError(
+        f"{what}: HTTP {response.status_code} without a JSON body: Azure DevOps answered with a "
+        "sign-in page, the credential was refused (check that the PAT or token is valid and "
+        "has not expired)",
+        status=401,
+    )
 
 
 def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -203,13 +317,16 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
     return None
 
 
-def _service_message(response: requests.Response) -> str:
+def _service_message(response: requests.Response, secrets: list[str]) -> str:
+    """The service's own message, masked, then cut: cut first, a secret straddling the cut
+    would no longer match and its first part would be printed."""
     try:
         body = response.json()
     except ValueError:
         return ""
     if isinstance(body, dict):
-        return str(body.get("message") or body.get("typeKey") or "")[:300]
+        message = str(body.get("message") or body.get("typeKey") or "")
+        return mask(message, secrets)[:SERVICE_MESSAGE_LIMIT]
     return ""
 
 
@@ -237,40 +354,45 @@ class AzureDevOpsClient:
         self.requests_made = 0
 
     def _request(self, request: ApiRequest) -> requests.Response:
-        """One HTTP request (plus one retry after a 401 with the credential read again)."""
-        what = request.what
-        url = f"{self.base_url}/{request.path.lstrip('/')}"
-        query = {**request.params, "api-version": request.api_version}
+        """One HTTP request (plus one retry after a 401 or a sign-in page, with the credential
+        read again)."""
         for attempt in (1, 2):
-            headers = {
-                "Authorization": self._credential.authorization(),
-                "Accept": "application/json",
-                "User-Agent": f"smbridge/{__version__}",
-            }
-            self.requests_made += 1
-            try:
-                response = self._http.request(
-                    request.method,
-                    url,
-                    params=query,
-                    json=request.body,
-                    headers=headers,
-                    timeout=self._timeout,
-                )
-            except requests.Timeout:
-                raise AzureDevOpsError(
-                    f"{what}: timed out", retryable=True, maybe_processed=True
-                ) from None
-            except requests.ConnectionError:
-                # The request may have been sent before the connection broke.
-                raise AzureDevOpsError(
-                    f"{what}: connection failed", retryable=True, maybe_processed=True
-                ) from None
-            if response.status_code == 401 and attempt == 1:
+            response = self._send_once(request)
+            sign_in = is_sign_in_page(response)
+            if attempt == 1 and (sign_in or response.status_code == 401):
                 self._credential.invalidate()  # rotated PAT or expired token: read it again
                 continue
-            return self._check(response, what, request.hints)
+            if sign_in:
+                raise sign_in_refused(response, request.what)
+            return self._check(response, request.what, request.hints)
         raise AssertionError("unreachable")
+
+    def _send_once(self, request: ApiRequest) -> requests.Response:
+        headers = {
+            "Authorization": self._credential.authorization(),
+            "Accept": "application/json",
+            "User-Agent": f"smbridge/{__version__}",
+            **SUPPRESS_SIGN_IN,
+        }
+        self.requests_made += 1
+        try:
+            return self._http.request(
+                request.method,
+                f"{self.base_url}/{request.path.lstrip('/')}",
+                params={**request.params, "api-version": request.api_version},
+                json=request.body,
+                headers=headers,
+                timeout=self._timeout,
+            )
+        except requests.Timeout:
+            raise AzureDevOpsError(
+                f"{request.what}: timed out", retryable=True, maybe_processed=True
+            ) from None
+        except requests.ConnectionError:
+            # The request may have been sent before the connection broke.
+            raise AzureDevOpsError(
+                f"{request.what}: connection failed", retryable=True, maybe_processed=True
+            ) from None
 
     def _check(
         self, response: requests.Response, what: str, hints: Mapping[int, str]
@@ -280,7 +402,7 @@ class AzureDevOpsClient:
             return response
         limits = rate_limit_headers(response.headers)
         # The service's own words may echo what it was sent: never the credential.
-        detail = mask(_service_message(response), self._credential.secrets())
+        detail = _service_message(response, self._credential.secrets())
         suffix = f": {detail}" if detail else ""
         if status == 429:
             raise AzureDevOpsError(
@@ -307,8 +429,9 @@ class AzureDevOpsClient:
 
     def send(self, request: ApiRequest) -> requests.Response:
         """Send ``request`` with its own api-version: one HTTP request (plus one retry after a
-        401). A GET is also retried after 429/5xx/time-out/connection failure, bounded (see the
-        module docstring); any other method fails at once with :class:`AzureDevOpsError`."""
+        401 or a sign-in page). A GET is also retried after 429/5xx/time-out/connection failure,
+        bounded (see the module docstring); any other method fails at once with
+        :class:`AzureDevOpsError`."""
         retries = self._get_retries if request.method.upper() == "GET" else 0
         for attempt in range(retries + 1):
             try:
@@ -341,7 +464,9 @@ class AzureDevOpsClient:
         request = run_pipeline_request(
             project, pipeline_id, template_parameters=template_parameters, ref_name=ref_name
         )
-        return PipelineRun.from_response(self._request(request).json())
+        response = self._request(request)
+        data = response_json(response, request.what)
+        return PipelineRun.from_response(data, f"{request.what}: HTTP {response.status_code}")
 
     # -- Builds -------------------------------------------------------------------------------
 
@@ -352,24 +477,45 @@ class AzureDevOpsClient:
         *,
         min_time: datetime | None = None,
         top: int = 100,
+        max_pages: int = MAX_PAGES,
     ) -> list[PipelineRun]:
-        """``Builds - List`` for one pipeline definition, newest first. Unlike ``Runs - List`` it
-        returns each run's ``templateParameters``: the way to find a run for a model package."""
-        params: dict[str, Any] = {
-            "definitions": str(int(definition_id)),
-            "queryOrder": "queueTimeDescending",
-            "$top": top,
-        }
-        if min_time is not None:
-            params["minTime"] = min_time.isoformat().replace("+00:00", "Z")
-        request = ApiRequest(
-            "GET",
-            f"{quote(project, safe='')}/_apis/build/builds",
-            API_VERSION,
-            f"list runs of pipeline {definition_id} in {project}",
-            params=params,
-            hints=PIPELINE_HINTS,
+        """Every page of :meth:`iter_builds`, as a list."""
+        return list(
+            self.iter_builds(
+                project, definition_id, min_time=min_time, top=top, max_pages=max_pages
+            )
         )
-        # _request, not send: this GET is part of the trigger's own retry plan (starter.py).
-        items = collection(self._request(request).json())
-        return [PipelineRun.from_response(item) for item in items]
+
+    def iter_builds(
+        self,
+        project: str,
+        definition_id: int,
+        *,
+        min_time: datetime | None = None,
+        top: int = 100,
+        max_pages: int = MAX_PAGES,
+    ) -> Iterator[PipelineRun]:
+        """``Builds - List`` for one pipeline definition, newest first, ``top`` per page; the next
+        page is only asked for when the caller reads on. Unlike ``Runs - List`` it returns each
+        run's ``templateParameters``: the way to find a run for a model package.
+
+        More than ``max_pages`` pages is an error, not a silent cut: a run on a page not read
+        would be started a second time."""
+        token: str | None = None
+        for _ in range(max(1, max_pages)):
+            request = list_builds_request(
+                project, definition_id, min_time=min_time, top=top, continuation_token=token
+            )
+            # _request, not send: this GET is part of the trigger's own retry plan (starter.py).
+            response = self._request(request)
+            context = f"{request.what}: HTTP {response.status_code}"
+            items = collection(response_json(response, request.what), context)
+            for n, item in enumerate(items, 1):
+                yield PipelineRun.from_response(item, f"{context}, item {n} of 'value'")
+            token = response.headers.get(CONTINUATION_HEADER)
+            if not token:
+                return
+        raise AzureDevOpsError(
+            f"{request.what}: more than {max_pages} pages of {top} runs, stopped reading "
+            "(a run on a later page would be missed)"
+        )

@@ -287,21 +287,26 @@ def sqs_messages(event: Any) -> list[tuple[str, Any]] | None:
     return messages
 
 
+def process(event: Any, context: Any, runtime: TriggerRuntime) -> dict[str, Any]:
+    """An SQS event source batch (the deployed path: one message per batch, infra/trigger.yaml)
+    or a bare EventBridge event (a direct invocation). Raises on the first message that fails,
+    so the batch returns to the queue until its ``maxReceiveCount``, then to the DLQ."""
+    messages = sqs_messages(event)
+    if messages is None:
+        return handle(event, context, runtime)
+    results = []
+    for message_id, body in messages:
+        logger.append_keys(message_id=message_id)
+        results.append(handle(body, context, runtime))
+    return {"results": results}
+
+
 _RUNTIME: TriggerRuntime | None = None
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The SQS event source delivers one message per batch (infra/trigger.yaml); an error
-    returns it to the queue until its ``maxReceiveCount``, then to the dead-letter queue."""
     global _RUNTIME
     if _RUNTIME is None:
         _RUNTIME = build_runtime(TriggerSettings.from_environ())
-    messages = sqs_messages(event)
-    if messages is None:
-        return handle(event, context, _RUNTIME)
-    results = []
-    for message_id, body in messages:
-        logger.append_keys(message_id=message_id)
-        results.append(handle(body, context, _RUNTIME))
-    return {"results": results}
+    return process(event, context, _RUNTIME)

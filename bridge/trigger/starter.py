@@ -60,7 +60,7 @@ def find_existing_run(client: AzureDevOpsClient, request: RunRequest) -> Pipelin
     """The newest run of the route's pipeline started for this approval: same model package
     ARN and same ``sourceEventId``, queued after the approval (less clock skew)."""
     wanted = {name: request.template_parameters[name] for name in IDENTIFYING_PARAMETERS}
-    for build in client.list_builds(
+    for build in client.iter_builds(
         request.route.project, request.route.pipeline_id, min_time=request.approved_at - CLOCK_SKEW
     ):
         if all(build.template_parameters.get(k) == v for k, v in wanted.items()):

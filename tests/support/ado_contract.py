@@ -1,4 +1,4 @@
-"""Hold Azure DevOps requests against the official OpenAPI specs in ../shared/reference/.
+"""Hold Azure DevOps requests against the official OpenAPI specs in reference/.
 
 Checked: method and path, the exact api-version the operation's spec names ('7.1',
 '7.1-preview.1', ...), declared and required query parameters, integer path parameters, and the
@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "reference"
 APPROVAL_CHECK_TYPE_ID = "8c6f20a7-a545-4486-9777-f762fafe0d4d"
 # Check configuration bodies: check type id -> the definition that declares its ``settings``.
 CHECK_CONFIGURATION_TYPES = {

@@ -1,5 +1,7 @@
 """A small Azure DevOps stand-in on ``responses``: runs and builds for pipelines, the service's
-400 for undeclared template parameters, 401 for a wrong credential, and injectable faults.
+400 for undeclared template parameters, 401 for a wrong credential (HTTP 203 and a sign-in page
+unless the request says ``X-TFS-FedAuthRedirect: Suppress``, as the service does), builds paged
+with ``x-ms-continuationtoken`` when ``builds_page_size`` is set, and injectable faults.
 Also environments, their check configurations and pipeline approvals (``smbridge ado``), with
 list responses wrapped as the service wraps them (``{"count", "value"}``).
 Every request is held against the official OpenAPI specs (tests/support/ado_contract.py)."""
@@ -26,6 +28,9 @@ DECLARED_PARAMETERS = frozenset(
     {"modelPackageArn", "modelPackageGroupName", "modelPackageVersion", "sourceEventId"}
 )
 _CONTRACT = AzureDevOpsContract()
+SIGN_IN_PAGE = (
+    "<!DOCTYPE html><html><head><title>Azure DevOps Services | Sign In</title></head></html>"
+)
 
 
 @dataclass
@@ -57,6 +62,7 @@ class FakeAzureDevOps:
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
     admin_faults: deque[Fault] = field(default_factory=deque)  # next environment/check/approval
     completed_approval_status: int = 409  # what Approvals_Update answers for a non-pending one
+    builds_page_size: int | None = None  # Builds_List: all in one answer unless set
 
     def install(self, mock: responses.RequestsMock) -> FakeAzureDevOps:
         pattern = re.compile(r"https://dev\.azure\.com/.*")
@@ -73,6 +79,8 @@ class FakeAzureDevOps:
         auth = request.headers.get("Authorization", "")
         self.requests.append((request.method, request.url, request.body, operation))
         if not self._authorised(auth):
+            if request.headers.get("X-TFS-FedAuthRedirect") != "Suppress":
+                return 203, {"Content-Type": "text/html; charset=utf-8"}, SIGN_IN_PAGE
             return 401, {}, ""
         if operation == "Runs_Run Pipeline":
             return self._run(request)
@@ -155,7 +163,18 @@ class FakeAzureDevOps:
                     "_links": run["_links"],
                 }
             )
-        return 200, {}, json.dumps({"count": len(value), "value": value})
+        return self._page(value, query.get("continuationToken"))
+
+    def _page(self, value: list[Any], token: str | None) -> tuple[int, dict[str, str], str]:
+        """One page of ``builds_page_size`` items; the token is the next item's offset."""
+        if self.builds_page_size is None:
+            return 200, {}, json.dumps({"count": len(value), "value": value})
+        start = int(token or 0)
+        page = value[start : start + self.builds_page_size]
+        headers: dict[str, str] = {}
+        if start + self.builds_page_size < len(value):
+            headers["x-ms-continuationtoken"] = str(start + self.builds_page_size)
+        return 200, headers, json.dumps({"count": len(page), "value": page})
 
     def post_count(self) -> int:
         return sum(1 for method, *_ in self.requests if method == "POST")
