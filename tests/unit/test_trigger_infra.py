@@ -6,19 +6,25 @@ Layers, from cheapest to most realistic:
 2. Structural assertions on the templates rendered for several parameter sets with the intrinsic
    function evaluator of ``test_infra_templates.py`` (``Renderer``), checked so that a resource
    only ever references resources that exist under the same parameters: the Lambda role's exact
-   statements, the function's settings, retry policy and dead-letter queue on every target, the
-   table, the alarms, which resources each ``DeliveryMode`` creates, the bus policy, the
-   template's ``Rules``. The API destination's input transformer is rendered here the way
-   EventBridge renders it (an unquoted placeholder takes the value as JSON, a quoted one the raw
-   text, nothing is escaped) for the example event, then parsed as JSON.
-3. moto's EventBridge: ``put_events`` matches rule patterns and delivers to SQS targets (applying
-   input transformers), so the rule's exact pattern (read from the template, both variants) gets
-   real events through a real rule, and the registry account's forwarding rule is exercised
-   across two moto accounts. What moto cannot do: ``test_event_pattern`` returns nothing, Lambda
-   and API destination targets are not invoked, bus and queue policies and IAM are not enforced,
-   and its input transformer inserts a string value without quotes for an unquoted placeholder
-   (EventBridge adds them), so the real template is compared with moto only through an
-   all-quoted equivalent (plus a strict xfail that notices when moto changes).
+   statements, the function's settings, the queue between rule and function (its sizing against
+   a 24-hour Azure DevOps outage, its policy, the event source mapping), retry policy and
+   dead-letter queue on every target, the table, the alarms, which resources each
+   ``DeliveryMode`` creates, the bus policy, the template's ``Rules``. The API destination's input
+   transformer is rendered here the way EventBridge renders it (an unquoted placeholder takes the
+   value as JSON, a quoted one the raw text, nothing is escaped) for the example event, then
+   parsed as JSON.
+3. moto's EventBridge and SQS: ``put_events`` matches rule patterns and delivers to SQS targets
+   (applying input transformers), so each mode's exact pattern (read from the template, with and
+   without a group filter) gets real events through a real rule; in Lambda mode with the
+   template's own target (the queue, with its retry policy and dead-letter queue) and a queue
+   created with the template's attributes, whose redrive moto applies after maxReceiveCount
+   receives. The registry account's forwarding rule is exercised across two moto accounts. What
+   moto cannot do: ``test_event_pattern`` returns nothing, Lambda, event source mappings and API
+   destination targets are not invoked, visibility timeouts are not waited for (the tests receive
+   with a zero timeout), bus and queue policies and IAM are not enforced, and its input
+   transformer inserts a string value without quotes for an unquoted placeholder (EventBridge
+   adds them), so the real template is compared with moto only through an all-quoted equivalent
+   (plus a strict xfail that notices when moto changes).
 """
 
 from __future__ import annotations
@@ -90,19 +96,24 @@ SCENARIOS = {
 }
 
 LAMBDA_ONLY = {
+    "TriggerQueue",
+    "TriggerQueuePolicy",
+    "TriggerEventSourceMapping",
     "TriggerFunction",
-    "TriggerFunctionInvokeConfig",
-    "TriggerPermission",
     "TriggerLogGroup",
     "IdempotencyTable",
     "TriggerRole",
     "TriggerErrorsAlarm",
+    "TriggerQueueAgeAlarm",
 }
 API_ONLY = {"AzureDevOpsConnection", "AzureDevOpsApiDestination", "ApiDestinationRole"}
 ALWAYS = {"ApprovalRule", "DeadLetterQueue", "DeadLetterQueuePolicy", "DeadLetterQueueAlarm"}
 WITH_SOURCE_ACCOUNTS = {"RegistryForwardingBusPolicy"}
 
 DETAIL_TYPE = "SageMaker Model Package State Change"
+README = REPO_ROOT / "infra" / "README.md"
+DAY = 86400
+SQS_MAX_RETENTION = 1209600  # 14 days
 
 
 # --------------------------------------------------------------------------- helpers
@@ -324,7 +335,7 @@ def test_lambda_role_is_least_privilege(trigger: dict[str, Any]) -> None:
         "ReadAzureDevOpsSecret",
         "IdempotencyRecords",
         "OwnLogGroup",
-        "DeadLetters",
+        "TriggerQueueMessages",
     }
     for stmt in by_sid.values():
         assert stmt["Effect"] == "Allow"
@@ -344,9 +355,18 @@ def test_lambda_role_is_least_privilege(trigger: dict[str, Any]) -> None:
     logs = by_sid["OwnLogGroup"]
     assert sorted(as_list(logs["Action"])) == ["logs:CreateLogStream", "logs:PutLogEvents"]
     assert logs["Resource"] == r.getatt("TriggerLogGroup", "Arn")
-    dlq = by_sid["DeadLetters"]
-    assert as_list(dlq["Action"]) == ["sqs:SendMessage"]
-    assert dlq["Resource"] == r.getatt("DeadLetterQueue", "Arn")
+    # The event source mapping polls with the function's role: this queue only, no SendMessage.
+    messages = by_sid["TriggerQueueMessages"]
+    assert sorted(as_list(messages["Action"])) == [
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+    ]
+    assert messages["Resource"] == r.getatt("TriggerQueue", "Arn")
+    # Nothing of the function writes to the dead-letter queue (SQS redrive needs no permission).
+    dlq_arn = r.getatt("DeadLetterQueue", "Arn")
+    assert all(stmt["Resource"] != dlq_arn for stmt in by_sid.values())
 
 
 def test_lambda_role_optional_statements(trigger: dict[str, Any]) -> None:
@@ -356,7 +376,7 @@ def test_lambda_role_optional_statements(trigger: dict[str, Any]) -> None:
         "ReadAzureDevOpsSecret",
         "IdempotencyRecords",
         "OwnLogGroup",
-        "DeadLetters",
+        "TriggerQueueMessages",
         "ReadRoutesParameter",
         "DecryptSecretViaSecretsManager",
         "XRayTraces",
@@ -425,7 +445,8 @@ def test_function_settings(trigger: dict[str, Any]) -> None:
     assert fn["Architectures"] == ["arm64"]
     assert fn["Handler"] == "bridge.trigger.handler.lambda_handler"
     assert fn["MemorySize"] == 256
-    assert fn["ReservedConcurrentExecutions"] == "2"
+    # No reservation by default: it fails stack creation on accounts with a small quota.
+    assert "ReservedConcurrentExecutions" not in fn
     assert fn["Timeout"] == "60"
     assert fn["Code"] == {
         "S3Bucket": LAMBDA_PARAMS["CodeS3Bucket"],
@@ -433,11 +454,13 @@ def test_function_settings(trigger: dict[str, Any]) -> None:
     }
     assert fn["Role"] == r.getatt("TriggerRole", "Arn")
     assert fn["TracingConfig"] == {"Mode": "PassThrough"}
-    assert fn["DeadLetterConfig"] == {"TargetArn": r.getatt("DeadLetterQueue", "Arn")}
+    # Invoked synchronously by the event source mapping only: no asynchronous dead-letter queue.
+    assert "DeadLetterConfig" not in fn
     assert fn["Environment"]["Variables"] == {
         "SMBRIDGE_ROUTES": LAMBDA_PARAMS["RoutesJson"],
         "SMBRIDGE_ADO_SECRET_ARN": SECRET_ARN,
         "SMBRIDGE_IDEMPOTENCY_TABLE": r.ref("IdempotencyTable"),
+        "SMBRIDGE_REGISTRY_ACCOUNTS": ACCOUNT,
         "POWERTOOLS_SERVICE_NAME": "smbridge-trigger",
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }
@@ -446,20 +469,35 @@ def test_function_settings(trigger: dict[str, Any]) -> None:
     assert fn["LoggingConfig"] == {"LogGroup": r.ref("TriggerLogGroup")}
     log_group = r.properties("TriggerLogGroup")
     assert log_group == {"LogGroupName": "/aws/lambda/smbridge-trigger", "RetentionInDays": "365"}
-    # Lambda's own asynchronous retries also end in the dead-letter queue.
-    assert r.properties("TriggerFunctionInvokeConfig") == {
+    # The queue invokes it: one message per invocation, no batching window, at most
+    # MaximumConcurrency (2) at a time, which bounds the calls to Azure DevOps.
+    assert r.properties("TriggerEventSourceMapping") == {
+        "EventSourceArn": r.getatt("TriggerQueue", "Arn"),
         "FunctionName": r.ref("TriggerFunction"),
-        "Qualifier": "$LATEST",
-        "MaximumRetryAttempts": 2,
-        "MaximumEventAgeInSeconds": "3600",
+        "Enabled": True,
+        "BatchSize": 1,
+        "MaximumBatchingWindowInSeconds": 0,
+        "ScalingConfig": {"MaximumConcurrency": "2"},
     }
-    permission = r.properties("TriggerPermission")
-    assert permission == {
-        "FunctionName": r.getatt("TriggerFunction", "Arn"),
-        "Action": "lambda:InvokeFunction",
-        "Principal": "events.amazonaws.com",
-        "SourceArn": r.getatt("ApprovalRule", "Arn"),
-    }
+    # Nothing invokes the function asynchronously any more, so nothing configures that.
+    types = {res["Type"] for res in trigger["Resources"].values()}
+    assert not types & {"AWS::Lambda::Permission", "AWS::Lambda::EventInvokeConfig"}
+
+
+def test_registry_accounts_are_this_account_and_the_forwarders(trigger: dict[str, Any]) -> None:
+    """The function refuses model packages of other accounts; the value must be one the
+    trigger's settings accept (a malformed list would fail every cold start)."""
+    from bridge.trigger.settings import TriggerSettings
+
+    r = render(trigger, LAMBDA_ALL_OPTIONS)
+    value = r.properties("TriggerFunction")["Environment"]["Variables"][
+        "SMBRIDGE_REGISTRY_ACCOUNTS"
+    ]
+    assert value == f"{ACCOUNT},{REGISTRY_ACCOUNT},444455556666"
+    settings = TriggerSettings.from_environ(
+        {"SMBRIDGE_ROUTES": "{}", "SMBRIDGE_ADO_PAT": "x", "SMBRIDGE_REGISTRY_ACCOUNTS": value}
+    )
+    assert settings.registry_account_ids == {ACCOUNT, REGISTRY_ACCOUNT, "444455556666"}
 
 
 def test_function_options(trigger: dict[str, Any]) -> None:
@@ -468,12 +506,19 @@ def test_function_options(trigger: dict[str, Any]) -> None:
         {
             **LAMBDA_ALL_OPTIONS,
             "ReservedConcurrency": "5",
+            "MaximumConcurrency": "5",
             "LambdaTimeout": "120",
+            "QueueVisibilityTimeout": "720",
+            "QueueMaxReceiveCount": "500",
             "CodeS3ObjectVersion": "v3",
         },
     )
     fn = r.properties("TriggerFunction")
     assert fn["ReservedConcurrentExecutions"] == "5"
+    assert r.properties("TriggerEventSourceMapping")["ScalingConfig"] == {"MaximumConcurrency": "5"}
+    queue = r.properties("TriggerQueue")
+    assert queue["VisibilityTimeout"] == "720"
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == "500"
     assert fn["Timeout"] == "120"
     assert fn["TracingConfig"] == {"Mode": "Active"}
     assert fn["Code"]["S3ObjectVersion"] == "v3"
@@ -497,11 +542,72 @@ def test_target_has_retry_policy_and_dead_letter_queue(
         assert target["Arn"] == r.getatt("AzureDevOpsApiDestination", "Arn")
         assert target["RoleArn"] == r.getatt("ApiDestinationRole", "Arn")
     else:
-        assert target["Arn"] == r.getatt("TriggerFunction", "Arn")
+        # The queue, not the function: its retries are the queue's, not Lambda's 0-2 async ones.
+        assert target["Arn"] == r.getatt("TriggerQueue", "Arn")
+        assert "RoleArn" not in target  # the queue policy admits the rule
         assert "InputTransformer" not in target  # the function gets the whole event
     defaults = trigger["Parameters"]
     assert 0 < int(defaults["MaximumRetryAttempts"]["Default"]) <= 185
-    assert 60 <= int(defaults["MaximumEventAgeInSeconds"]["Default"]) <= 21600
+    assert 60 <= int(defaults["MaximumEventAgeInSeconds"]["Default"]) <= 86400
+    assert int(defaults["MaximumEventAgeInSeconds"]["MaxValue"]) <= 86400  # EventBridge maximum
+
+
+def _bounds(trigger: dict[str, Any], name: str) -> tuple[int, int, int]:
+    spec = trigger["Parameters"][name]
+    return int(spec["MinValue"]), int(spec["Default"]), int(spec["MaxValue"])
+
+
+def test_queue_retries_outlast_a_day_of_azure_devops_outage(trigger: dict[str, Any]) -> None:
+    """Attempt k at an event is received about (k - 1) x VisibilityTimeout after the first (a
+    failed call leaves the message invisible for the visibility timeout); SQS moves it to the
+    dead-letter queue at the receive after maxReceiveCount. So an outage shorter than
+    (maxReceiveCount - 1) x VisibilityTimeout loses nothing and needs no replay, as long as the
+    retention (14 days) outlasts maxReceiveCount x VisibilityTimeout."""
+    t_min, timeout, t_max = _bounds(trigger, "LambdaTimeout")
+    v_min, visibility, v_max = _bounds(trigger, "QueueVisibilityTimeout")
+    n_min, receives, n_max = _bounds(trigger, "QueueMaxReceiveCount")
+    # The defaults: AWS's 6 x timeout recommendation, 24 h with a margin, inside the retention.
+    assert visibility >= 6 * timeout
+    assert (receives - 1) * visibility >= 1.2 * DAY
+    assert receives * visibility <= SQS_MAX_RETENTION
+    # Every value the parameters allow (CloudFormation has no arithmetic for a Rule to check):
+    assert (n_min - 1) * v_min >= DAY
+    assert n_max * v_max < SQS_MAX_RETENTION
+    assert t_max <= v_min  # Lambda refuses a mapping whose queue's visibility < function timeout
+    assert 6 * t_max <= v_max  # every allowed timeout has a visibility that fits 6 x timeout
+    assert t_min >= 5 and n_max <= 1000 and v_max <= 43200  # Lambda's and SQS's own limits
+
+    r = render(trigger, LAMBDA_PARAMS)
+    queue = r.properties("TriggerQueue")
+    assert queue == {
+        "VisibilityTimeout": str(visibility),
+        "MessageRetentionPeriod": SQS_MAX_RETENTION,
+        "SqsManagedSseEnabled": True,
+        "RedrivePolicy": {
+            "deadLetterTargetArn": r.getatt("DeadLetterQueue", "Arn"),
+            "maxReceiveCount": str(receives),
+        },
+    }
+    assert r.properties("TriggerFunction")["Timeout"] == str(timeout)
+    # A redriven message keeps its enqueue time: the dead-letter queue keeps 14 days as well.
+    assert r.properties("DeadLetterQueue")["MessageRetentionPeriod"] == SQS_MAX_RETENTION
+    # The README states the same numbers.
+    hours = (receives - 1) * visibility / 3600
+    text = README.read_text()
+    minus, times = "\u2212", "\u00d7"  # as the README writes them
+    assert (
+        f"({receives} {minus} 1) {times} {visibility} s = {(receives - 1) * visibility} s" in text
+    )
+    assert f"{hours:.1f} hours" in text
+
+
+def test_concurrency_bound_without_reservation(trigger: dict[str, Any]) -> None:
+    lowest, default, _ = _bounds(trigger, "MaximumConcurrency")
+    assert lowest == default == 2  # ScalingConfig.MaximumConcurrency's minimum
+    assert trigger["Parameters"]["ReservedConcurrency"]["Default"] == 0
+    assert _bounds(trigger, "ReservedConcurrency")[0] == 0
+    reserved = render(trigger, {**LAMBDA_PARAMS, "ReservedConcurrency": "3"})
+    assert reserved.properties("TriggerFunction")["ReservedConcurrentExecutions"] == "3"
 
 
 def test_dead_letter_queue_and_its_policy(trigger: dict[str, Any]) -> None:
@@ -519,6 +625,35 @@ def test_dead_letter_queue_and_its_policy(trigger: dict[str, Any]) -> None:
     assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": r.getatt("ApprovalRule", "Arn")}}
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # EventBridge still dead-letters failed deliveries in both modes: the statement stays.
+    api = render(trigger, API_PARAMS)
+    api_allow, _ = statements(api.properties("DeadLetterQueuePolicy")["PolicyDocument"])
+    assert api_allow["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": api.getatt("ApprovalRule", "Arn")}
+    }
+
+
+def test_trigger_queue_policy(trigger: dict[str, Any]) -> None:
+    r = render(trigger, LAMBDA_PARAMS)
+    policy = r.properties("TriggerQueuePolicy")
+    assert policy["Queues"] == [r.ref("TriggerQueue")]
+    allow, deny = statements(policy["PolicyDocument"])
+    assert allow == {
+        "Sid": "ApprovalRuleSends",
+        "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": r.getatt("TriggerQueue", "Arn"),
+        "Condition": {"ArnEquals": {"aws:SourceArn": r.getatt("ApprovalRule", "Arn")}},
+    }
+    assert deny == {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "sqs:*",
+        "Resource": r.getatt("TriggerQueue", "Arn"),
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
 
 
 def test_idempotency_table(trigger: dict[str, Any]) -> None:
@@ -545,8 +680,16 @@ def test_alarms(trigger: dict[str, Any], topic: str) -> None:
     ]
     assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
     assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": r.ref("TriggerFunction")}]
-    for alarm in (dlq, errors):
-        assert alarm["Threshold"] == 0
+    # An outage shows while the queue absorbs it: the oldest message is older than 15 minutes.
+    age = r.properties("TriggerQueueAgeAlarm")
+    assert (age["Namespace"], age["MetricName"]) == ("AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert age["Dimensions"] == [
+        {"Name": "QueueName", "Value": r.getatt("TriggerQueue", "QueueName")}
+    ]
+    assert (age["Statistic"], age["Threshold"]) == ("Maximum", 900)
+    for alarm in (dlq, errors, age):
+        if alarm is not age:
+            assert alarm["Threshold"] == 0
         assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
         assert alarm["EvaluationPeriods"] == 1
         assert alarm["TreatMissingData"] == "notBreaching"
@@ -653,11 +796,14 @@ def test_outputs(trigger: dict[str, Any], forwarding: dict[str, Any]) -> None:
         "FunctionArn",
         "FunctionName",
         "IdempotencyTableName",
+        "TriggerQueueUrl",
+        "TriggerQueueArn",
         "DeadLetterQueueUrl",
         "DeadLetterQueueArn",
         "ApiDestinationArn",
     } <= set(outputs)
-    for name in ("FunctionArn", "FunctionName", "IdempotencyTableName"):
+    lambda_outputs = ("FunctionArn", "FunctionName", "IdempotencyTableName")
+    for name in (*lambda_outputs, "TriggerQueueUrl", "TriggerQueueArn"):
         assert outputs[name]["Condition"] == "UseLambda"
     assert outputs["ApiDestinationArn"]["Condition"] == "UseApiDestination"
     assert render(trigger, LAMBDA_PARAMS).eval(outputs["EventBusArn"]["Value"]) == BUS_ARN
@@ -674,17 +820,24 @@ def patterns(tpl: dict[str, Any], rule: str, groups: str, params: dict[str, str]
 
 @pytest.mark.parametrize("groups", ["", "churn-xgb,fraud-xgb"])
 def test_event_pattern(trigger: dict[str, Any], forwarding: dict[str, Any], groups: str) -> None:
+    # Lambda mode: every state change of a package, whatever its status (the function needs the
+    # rejections, pending and description/ModelLifeCycle changes to tell new approvals).
     pattern = patterns(trigger, "ApprovalRule", groups, LAMBDA_PARAMS)
-    expected: dict[str, Any] = {
+    expected: dict[str, Any] = {"source": ["aws.sagemaker"], "detail-type": [DETAIL_TYPE]}
+    if groups:
+        expected["detail"] = {"ModelPackageGroupName": groups.split(",")}
+    assert pattern == expected
+    # The registry account forwards exactly what the Lambda mode matches.
+    assert patterns(forwarding, "ForwardingRule", groups, {"TargetEventBusArn": BUS_ARN}) == pattern
+    # ApiDestination mode (no code, no de-duplication): approvals only.
+    api_expected: dict[str, Any] = {
         "source": ["aws.sagemaker"],
         "detail-type": [DETAIL_TYPE],
         "detail": {"ModelApprovalStatus": ["Approved"]},
     }
     if groups:
-        expected["detail"]["ModelPackageGroupName"] = groups.split(",")
-    assert pattern == expected
-    # The registry account forwards exactly what the trigger account matches.
-    assert patterns(forwarding, "ForwardingRule", groups, {"TargetEventBusArn": BUS_ARN}) == pattern
+        api_expected["detail"]["ModelPackageGroupName"] = groups.split(",")
+    assert patterns(trigger, "ApprovalRule", groups, API_PARAMS) == api_expected
 
 
 def test_forwarding_template(forwarding: dict[str, Any]) -> None:
@@ -730,7 +883,9 @@ def test_checkov_suppressions_have_reasons(
                 skips.setdefault(f"{label}:{name}", []).append(skip["id"])
     assert skips == {
         "trigger:DeadLetterQueue": ["CKV_AWS_27"],
-        "trigger:TriggerFunction": ["CKV_AWS_117", "CKV_AWS_173"],
+        "trigger:TriggerQueue": ["CKV_AWS_27"],
+        # CKV_AWS_116 (function DLQ): the function is only invoked synchronously, by the queue.
+        "trigger:TriggerFunction": ["CKV_AWS_117", "CKV_AWS_173", "CKV_AWS_116"],
         "trigger:TriggerLogGroup": ["CKV_AWS_158"],
         "trigger:IdempotencyTable": ["CKV_AWS_119"],
         "forwarding:DeadLetterQueue": ["CKV_AWS_27"],
@@ -740,20 +895,33 @@ def test_checkov_suppressions_have_reasons(
 
 # --------------------------------------------------------------------------- 3. moto
 
+OTHER_DETAIL_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
+LIFECYCLE = {"Stage": "Staging", "StageStatus": "Approved", "StageDescription": "smoke tests"}
 CASES = {
-    # name: (changes to the example event, delivered with all groups, with the listed groups)
-    "approved": ({}, True, True),
-    "approved-second-listed-group": ({"group": "fraud-xgb"}, True, True),
-    "approved-unlisted-group": ({"group": "other-model"}, True, False),
-    "rejected": ({"status": "Rejected"}, False, False),
-    "pending": ({"status": "PendingManualApproval"}, False, False),
-    "lower-case-approved": ({"status": "approved"}, False, False),
-    "other-source": ({"source": "custom.sagemaker"}, False, False),
-    "other-detail-type": (
-        {"detail-type": "SageMaker Model Building Pipeline Execution Status Change"},
-        False,
-        False,
+    # name: (changes to the example event,
+    #        delivered in Lambda mode (all groups, listed groups),
+    #        delivered in ApiDestination mode (all groups, listed groups))
+    "approved": ({}, (True, True), (True, True)),
+    "approved-second-listed-group": ({"group": "fraud-xgb"}, (True, True), (True, True)),
+    "approved-unlisted-group": ({"group": "other-model"}, (True, False), (True, False)),
+    "rejected": ({"status": "Rejected"}, (True, True), (False, False)),
+    "pending": ({"status": "PendingManualApproval"}, (True, True), (False, False)),
+    "rejected-unlisted-group": (
+        {"status": "Rejected", "group": "other-model"},
+        (True, False),
+        (False, False),
     ),
+    "lower-case-approved": ({"status": "approved"}, (True, True), (False, False)),
+    # A ModelLifeCycle (or description) update of a package raises the same event type; for an
+    # approved package it still says Approved, so ApiDestination mode starts another run.
+    "lifecycle-change-of-approved": ({"lifecycle": "yes"}, (True, True), (True, True)),
+    "lifecycle-change-of-pending": (
+        {"lifecycle": "yes", "status": "PendingManualApproval"},
+        (True, True),
+        (False, False),
+    ),
+    "other-source": ({"source": "custom.sagemaker"}, (False, False), (False, False)),
+    "other-detail-type": ({"detail-type": OTHER_DETAIL_TYPE}, (False, False), (False, False)),
 }
 LISTED_GROUPS = "churn-xgb,fraud-xgb"
 
@@ -766,6 +934,8 @@ def case_entry(event: dict[str, Any], index: int, changes: dict[str, str]) -> di
         detail["ModelPackageGroupName"] = changes["group"]
     if "status" in changes:
         detail["ModelApprovalStatus"] = changes["status"]
+    if "lifecycle" in changes:
+        detail["ModelLifeCycle"] = LIFECYCLE
     return {
         "Source": changes.get("source", event["source"]),
         "DetailType": changes.get("detail-type", event["detail-type"]),
@@ -775,8 +945,8 @@ def case_entry(event: dict[str, Any], index: int, changes: dict[str, str]) -> di
     }
 
 
-def queue(sqs: Any, name: str) -> tuple[str, str]:
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+def queue(sqs: Any, name: str, attributes: dict[str, str] | None = None) -> tuple[str, str]:
+    url = sqs.create_queue(QueueName=name, Attributes=attributes or {})["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
@@ -794,35 +964,133 @@ def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
+def lambda_mode_in_moto(
+    sqs: Any, events: Any, r: Renderer, rule_name: str = "approvals"
+) -> tuple[str, str]:
+    """The Lambda-mode rule, its target and both queues, made in moto from the rendered
+    template (moto's ARNs in place of the renderer's placeholders). Returns the URLs of
+    TriggerQueue and DeadLetterQueue."""
+    dlq = r.properties("DeadLetterQueue")
+    dlq_url, dlq_arn = queue(
+        sqs,
+        "dead-letters",
+        {
+            "MessageRetentionPeriod": str(dlq["MessageRetentionPeriod"]),
+            "SqsManagedSseEnabled": str(dlq["SqsManagedSseEnabled"]).lower(),
+        },
+    )
+    props = r.properties("TriggerQueue")
+    assert props["RedrivePolicy"]["deadLetterTargetArn"] == r.getatt("DeadLetterQueue", "Arn")
+    url, arn = queue(
+        sqs,
+        "trigger",
+        {
+            "VisibilityTimeout": props["VisibilityTimeout"],
+            "MessageRetentionPeriod": str(props["MessageRetentionPeriod"]),
+            "SqsManagedSseEnabled": str(props["SqsManagedSseEnabled"]).lower(),
+            "RedrivePolicy": json.dumps({**props["RedrivePolicy"], "deadLetterTargetArn": dlq_arn}),
+        },
+    )
+    rule = r.properties("ApprovalRule")
+    events.put_rule(
+        Name=rule_name, EventPattern=json.dumps(rule["EventPattern"]), EventBusName="default"
+    )
+    target = copy.deepcopy(rule_target(r))
+    assert target["Arn"] == r.getatt("TriggerQueue", "Arn")
+    assert target["DeadLetterConfig"]["Arn"] == r.getatt("DeadLetterQueue", "Arn")
+    target["Arn"] = arn
+    target["DeadLetterConfig"]["Arn"] = dlq_arn
+    target["RetryPolicy"] = {k: int(v) for k, v in target["RetryPolicy"].items()}
+    events.put_targets(Rule=rule_name, Targets=[target])
+    return url, dlq_url
+
+
+MODES = {"lambda": LAMBDA_PARAMS, "api-destination": API_PARAMS}
+
+
 @pytest.mark.parametrize("groups", ["", LISTED_GROUPS], ids=["all-groups", "listed-groups"])
-def test_rule_pattern_delivers_only_approvals(
-    trigger: dict[str, Any], approved_event: dict[str, Any], groups: str
+@pytest.mark.parametrize("mode", MODES)
+def test_rule_pattern_delivers_the_events_of_its_mode(
+    trigger: dict[str, Any], approved_event: dict[str, Any], mode: str, groups: str
 ) -> None:
+    """Lambda mode: every state change of a (listed) group reaches TriggerQueue, rejections and
+    pending included. ApiDestination mode: approvals only (an SQS queue stands in for the API
+    destination, which moto does not invoke). Neither: other sources or detail-types."""
     import boto3
     from moto import mock_aws
 
-    pattern = patterns(trigger, "ApprovalRule", groups, LAMBDA_PARAMS)
+    r = render(trigger, {**MODES[mode], "ModelPackageGroupNames": groups})
     with mock_aws():
         sqs = boto3.client("sqs", region_name=REGION)
         events = boto3.client("events", region_name=REGION)
-        url, arn = queue(sqs, "matched")
-        events.put_rule(Name="approvals", EventPattern=json.dumps(pattern), EventBusName="default")
-        events.put_targets(Rule="approvals", Targets=[{"Id": "sqs", "Arn": arn}])
+        if mode == "lambda":
+            url, dlq_url = lambda_mode_in_moto(sqs, events, r)
+        else:
+            url, arn = queue(sqs, "matched")
+            pattern = r.properties("ApprovalRule")["EventPattern"]
+            events.put_rule(Name="approvals", EventPattern=json.dumps(pattern))
+            events.put_targets(Rule="approvals", Targets=[{"Id": "sqs", "Arn": arn}])
+            dlq_url = None
         entries = [
             case_entry(approved_event, i, changes)
             for i, (changes, _, _) in enumerate(CASES.values())
         ]
-        result = events.put_events(Entries=entries)
-        assert result["FailedEntryCount"] == 0
+        for first in range(0, len(entries), 10):  # PutEvents takes at most 10 entries
+            result = events.put_events(Entries=entries[first : first + 10])
+            assert result["FailedEntryCount"] == 0
         delivered = drain(sqs, url)
+        if dlq_url:
+            assert drain(sqs, dlq_url) == []
 
     names = list(CASES)
     got = sorted(names[body["detail"]["ModelPackageVersion"]] for body in delivered)
-    column = 2 if groups else 1
-    assert got == sorted(name for name, case in CASES.items() if case[column])
+    column = 1 if mode == "lambda" else 2
+    expected = sorted(name for name, case in CASES.items() if case[column][1 if groups else 0])
+    assert got == expected
+    if mode == "lambda":
+        assert {"rejected", "pending", "lifecycle-change-of-pending"} <= set(got)
+    else:
+        assert "rejected" not in got and "pending" not in got
     for body in delivered:
         assert body["source"] == "aws.sagemaker"
         assert body["detail-type"] == DETAIL_TYPE
+
+
+def test_failed_attempts_end_in_the_dead_letter_queue_as_the_event(
+    trigger: dict[str, Any], approved_event: dict[str, Any]
+) -> None:
+    """An event the function keeps failing on (it raises, the mapping deletes nothing) is
+    received QueueMaxReceiveCount times, then SQS moves it to DeadLetterQueue with the event as
+    body, which `smbridge trigger replay` reads. moto does not wait: each receive here makes
+    the message visible again at once, where the real queue waits QueueVisibilityTimeout."""
+    import boto3
+    from moto import mock_aws
+
+    from bridge.trigger.local import event_of_message
+
+    r = render(trigger, LAMBDA_PARAMS)
+    max_receives = int(r.properties("TriggerQueue")["RedrivePolicy"]["maxReceiveCount"])
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name=REGION)
+        events = boto3.client("events", region_name=REGION)
+        url, dlq_url = lambda_mode_in_moto(sqs, events, r)
+        events.put_events(Entries=[case_entry(approved_event, 4, {})])
+        attempts: list[dict[str, Any]] = []
+        while len(attempts) <= max_receives:
+            messages = sqs.receive_message(
+                QueueUrl=url, VisibilityTimeout=0, AttributeNames=["ApproximateReceiveCount"]
+            ).get("Messages", [])
+            if not messages:
+                break
+            attempts.extend(messages)
+        (dead,) = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10)["Messages"]
+
+    assert len(attempts) == max_receives
+    assert attempts[-1]["Attributes"]["ApproximateReceiveCount"] == str(max_receives)
+    assert {m["MessageId"] for m in attempts} == {dead["MessageId"]}
+    event = event_of_message(dead["Body"])
+    assert event == json.loads(attempts[0]["Body"])
+    assert event["detail"]["ModelPackageArn"] == approved_event["detail"]["ModelPackageArn"]
 
 
 def _transformer_through_moto(
@@ -897,24 +1165,20 @@ def test_input_transformer_template_through_moto(
     assert body == json.loads(expected)
 
 
-def test_registry_account_forwards_approvals_to_the_trigger_bus(
+def test_registry_account_forwards_state_changes_to_the_trigger_bus(
     trigger: dict[str, Any], forwarding: dict[str, Any], approved_event: dict[str, Any]
 ) -> None:
-    """Two moto accounts: the registry's forwarding rule puts approvals on the trigger account's
-    default bus, where the trigger rule (SQS target standing in for the Lambda) matches them.
-    moto does not enforce the bus policy or the forwarding role."""
+    """Two moto accounts: the registry's forwarding rule puts every model package state change
+    (an approval and a rejection here, not another detail-type) on the trigger account's default
+    bus, where the Lambda-mode rule delivers them to its queue. moto does not enforce the bus
+    policy or the forwarding role."""
     import boto3
     from moto import mock_aws
 
     with mock_aws():
         sqs = boto3.client("sqs", region_name=REGION)
         trigger_events = boto3.client("events", region_name=REGION)
-        url, arn = queue(sqs, "trigger")
-        trigger_events.put_rule(
-            Name="approvals",
-            EventPattern=json.dumps(patterns(trigger, "ApprovalRule", "", LAMBDA_PARAMS)),
-        )
-        trigger_events.put_targets(Rule="approvals", Targets=[{"Id": "sqs", "Arn": arn}])
+        url, _dlq_url = lambda_mode_in_moto(sqs, trigger_events, render(trigger, LAMBDA_PARAMS))
 
         creds = boto3.client("sts", region_name=REGION).assume_role(
             RoleArn=f"arn:aws:iam::{REGISTRY_ACCOUNT}:role/registry-admin",
@@ -948,9 +1212,10 @@ def test_registry_account_forwards_approvals_to_the_trigger_bus(
             Entries=[
                 case_entry(approved_event, 0, {}),
                 case_entry(approved_event, 1, {"status": "Rejected"}),
+                case_entry(approved_event, 2, {"detail-type": OTHER_DETAIL_TYPE}),
             ]
         )
         delivered = drain(sqs, url)
 
-    assert [body["detail"]["ModelPackageVersion"] for body in delivered] == [0]
+    assert sorted(body["detail"]["ModelPackageVersion"] for body in delivered) == [0, 1]
     assert delivered[0]["detail"]["ModelPackageArn"] == approved_event["detail"]["ModelPackageArn"]
