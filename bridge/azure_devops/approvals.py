@@ -1,6 +1,9 @@
 """YAML pipeline approvals (the Approval check waiting on a run): query, get, approve, reject.
 
 ``Approvals_*`` of approvalsAndChecks 7.1 use api-version ``7.1``. Each function is one request.
+Answers are checked like those of :mod:`bridge.azure_devops.environments`: an approval needs its
+``id``; a field of the wrong type is an :class:`AzureDevOpsError` naming the operation and the
+field.
 """
 
 from __future__ import annotations
@@ -10,8 +13,25 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
-from bridge.azure_devops.client import ApiRequest, AzureDevOpsClient, collection, web_href
-from bridge.azure_devops.environments import AUTH_HINT
+from bridge.azure_devops.client import (
+    ApiRequest,
+    AzureDevOpsClient,
+    collection,
+    json_kind,
+    json_object,
+    malformed,
+    web_href,
+)
+from bridge.azure_devops.environments import (
+    AUTH_HINT,
+    answer,
+    execution_order_name,
+    optional_integer,
+    optional_object,
+    optional_objects,
+    optional_text,
+    required_text,
+)
 
 APPROVALS_API_VERSION = "7.1"
 ApprovalState = Literal[
@@ -72,33 +92,52 @@ class Approval:
         }
 
 
-def _approval(data: Mapping[str, Any]) -> Approval:
-    pipeline = data.get("pipeline") or {}
-    owner = pipeline.get("owner") or {}
-    steps = tuple(
-        ApprovalStep(
-            approver_id=str((step.get("assignedApprover") or {}).get("id", "")),
-            approver_name=str((step.get("assignedApprover") or {}).get("displayName") or ""),
-            status=str(step.get("status", "")),
-            comment=str(step.get("comment") or ""),
-            actual_approver_name=str((step.get("actualApprover") or {}).get("displayName") or ""),
-        )
-        for step in data.get("steps") or []
-        if isinstance(step, dict)
+def _step(step: Mapping[str, Any], context: str, where: str) -> ApprovalStep:
+    """An ``ApprovalStep`` (pipelinesapproval 7.1)."""
+    assigned = optional_object(step, "assignedApprover", context, where)
+    actual = optional_object(step, "actualApprover", context, where)
+    return ApprovalStep(
+        approver_id=optional_text(assigned, "id", context, f"{where}assignedApprover."),
+        approver_name=optional_text(assigned, "displayName", context, f"{where}assignedApprover."),
+        status=optional_text(step, "status", context, where),
+        comment=optional_text(step, "comment", context, where),
+        actual_approver_name=optional_text(
+            actual, "displayName", context, f"{where}actualApprover."
+        ),
     )
+
+
+def _approval(data: Any, context: str) -> Approval:
+    """An ``Approval`` (pipelinesapproval 7.1): ``id`` (a uuid string) is needed."""
+    approval = json_object(data, context)
+    order = approval.get("executionOrder")
+    if order is not None and (isinstance(order, bool) or not isinstance(order, str | int)):
+        raise malformed(context, f"with 'executionOrder' not a string but {json_kind(order)}")
+    # ``pipeline`` is returned by the service though not in the 7.1 spec: checked all the same
+    pipeline = optional_object(approval, "pipeline", context)
+    owner = optional_object(pipeline, "owner", context, "pipeline.")
+    steps = optional_objects(approval, "steps", context)
     return Approval(
-        id=str(data["id"]),
-        status=str(data.get("status", "")),
-        created_on=str(data.get("createdOn") or ""),
-        last_modified_on=str(data.get("lastModifiedOn") or ""),
-        instructions=str(data.get("instructions") or ""),
-        min_required_approvers=int(data.get("minRequiredApprovers") or 0),
-        execution_order=str(data.get("executionOrder") or ""),
-        steps=steps,
-        pipeline_name=str(pipeline.get("name") or ""),
-        run_name=str(owner.get("name") or ""),
+        id=required_text(approval, "id", context),
+        status=optional_text(approval, "status", context),
+        created_on=optional_text(approval, "createdOn", context),
+        last_modified_on=optional_text(approval, "lastModifiedOn", context),
+        instructions=optional_text(approval, "instructions", context),
+        min_required_approvers=optional_integer(approval, "minRequiredApprovers", context) or 0,
+        execution_order=execution_order_name(order) if order is not None else "",
+        steps=tuple(_step(step, context, f"steps[{n}].") for n, step in enumerate(steps, 1)),
+        pipeline_name=optional_text(pipeline, "name", context, "pipeline."),
+        run_name=optional_text(owner, "name", context, "pipeline.owner."),
         run_url=web_href(owner),
     )
+
+
+def _approvals(data: Any, context: str) -> list[Approval]:
+    """The ``Approval[]`` of ``Approvals - Query`` and ``Approvals - Update``."""
+    return [
+        _approval(item, f"{context}, item {n} of 'value'")
+        for n, item in enumerate(collection(data, context), 1)
+    ]
 
 
 def _path(project: str, approval_id: str | None = None) -> str:
@@ -130,8 +169,8 @@ def list_approvals(
     state: ApprovalState = "pending",
     top: int | None = None,
 ) -> list[Approval]:
-    data = client.send_json(list_approvals_request(project, state=state, top=top))
-    return [_approval(item) for item in collection(data)]
+    _, data, context = answer(client, list_approvals_request(project, state=state, top=top))
+    return _approvals(data, context)
 
 
 def get_approval_request(project: str, approval_id: str) -> ApiRequest:
@@ -147,7 +186,8 @@ def get_approval_request(project: str, approval_id: str) -> ApiRequest:
 
 
 def get_approval(client: AzureDevOpsClient, project: str, approval_id: str) -> Approval:
-    return _approval(client.send_json(get_approval_request(project, approval_id)))
+    _, data, context = answer(client, get_approval_request(project, approval_id))
+    return _approval(data, context)
 
 
 def update_approval_request(
@@ -169,10 +209,27 @@ def update_approval_request(
 def update_approval(
     client: AzureDevOpsClient, project: str, approval_id: str, status: Decision, comment: str
 ) -> Approval:
-    """Approve or reject; returns the approval as the service reports it afterwards."""
-    data = client.send_json(update_approval_request(project, approval_id, status, comment))
-    items = collection(data)
-    match = next((i for i in items if str(i.get("id", "")).lower() == approval_id.lower()), None)
-    if match is None and items:
-        match = items[0]
-    return _approval(match) if match else Approval(id=approval_id, status=status)
+    """Approve or reject; returns the approval as the service reports it afterwards.
+
+    The spec's success answer is ``Approval[]`` with the updated approval. An empty body, or an
+    answer without this approval, is an error (``maybe_processed``: the decision may have been
+    recorded), not a guessed success: with several approvers an approval can stay pending."""
+    _, data, context = answer(
+        client, update_approval_request(project, approval_id, status, comment)
+    )
+    if data is None:
+        raise malformed(
+            context,
+            "with an empty body instead of the updated approval: the decision may have been "
+            "recorded, check with 'smbridge ado approvals list --state all' before repeating it",
+        )
+    wanted = approval_id.lower()
+    approvals = _approvals(data, context)
+    match = next((a for a in approvals if a.id.lower() == wanted), None)
+    if match is None:
+        raise malformed(
+            context,
+            f"without approval {approval_id} in 'value': the decision may have been recorded, "
+            "check with 'smbridge ado approvals list --state all' before repeating it",
+        )
+    return match

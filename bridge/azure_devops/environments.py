@@ -4,21 +4,34 @@ Each ``*_request`` function describes one REST call (a dry run prints it); the f
 same name without the suffix sends it and parses the answer into a dataclass. api-versions are
 the ones the 7.1 specs name: ``Environments_*`` 7.1 (distributedTask), ``Check Configurations_*``
 7.1-preview.1 (approvalsAndChecks).
+
+No answer is parsed unchecked: a 2xx without what the bridge needs (an ``id``, an object where the
+spec has one, a list in ``value``) is one :class:`AzureDevOpsError` naming the operation and the
+field, never a ``KeyError`` or ``TypeError``. Fields the bridge does not need may be absent; a
+field that is present must have the type the spec gives it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from bridge.azure_devops.client import (
     ApiRequest,
     AzureDevOpsClient,
+    AzureDevOpsError,
     collection,
+    integer_field,
+    json_kind,
+    json_object,
+    malformed,
     response_json,
 )
+
+if TYPE_CHECKING:
+    import requests
 
 ENVIRONMENTS_API_VERSION = "7.1"
 CHECKS_API_VERSION = "7.1-preview.1"
@@ -27,6 +40,11 @@ APPROVAL_CHECK_TYPE_NAME = "Approval"
 CONTINUATION_HEADER = "x-ms-continuationtoken"
 
 ExecutionOrder = Literal["anyOrder", "inSequence"]
+# ``ApprovalExecutionOrder`` (ApprovalConfig in the checks spec): its two names. A check's
+# settings are kept as they were sent, so a check made by another client (the web UI, a script)
+# can carry the enum's number instead: 1 and 2 on the service side.
+EXECUTION_ORDERS: tuple[ExecutionOrder, ...] = ("anyOrder", "inSequence")
+EXECUTION_ORDER_NUMBERS: Mapping[int, ExecutionOrder] = {1: "anyOrder", 2: "inSequence"}
 
 AUTH_HINT = "the credential was refused: check the PAT (or System.AccessToken) and its scopes"
 ENVIRONMENT_HINTS: Mapping[int, str] = {
@@ -105,50 +123,163 @@ class CheckConfiguration:
     def is_approval(self) -> bool:
         return self.type_id.lower() == APPROVAL_CHECK_TYPE_ID
 
-    def approval(self) -> ApprovalCheck:
-        """This check's settings read as an Approval check (missing fields get the defaults)."""
+    def approval(self, context: str = "") -> ApprovalCheck:
+        """This check's settings read as an Approval check (``ApprovalConfigSettings``; missing
+        fields get the defaults, a field of the wrong type is an error starting ``context``)."""
+        context = context or f"Approval check {self.id}"
         s = self.settings
+        order = s.get("executionOrder")
+        if order is not None and (isinstance(order, bool) or not isinstance(order, str | int)):
+            raise _wrong(context, "'settings.executionOrder'", "a string", order)
         return ApprovalCheck(
-            approvers=_identities(s.get("approvers")),
-            min_required_approvers=int(s.get("minRequiredApprovers") or 0),
-            timeout_minutes=int(self.timeout or 0),
-            instructions=str(s.get("instructions") or ""),
-            requester_cannot_be_approver=bool(s.get("requesterCannotBeApprover", False)),
-            execution_order=s.get("executionOrder") or "anyOrder",
-            blocked_approvers=_identities(s.get("blockedApprovers")),
+            approvers=_identities(s, "approvers", context, "settings."),
+            min_required_approvers=optional_integer(s, "minRequiredApprovers", context, "settings.")
+            or 0,
+            timeout_minutes=self.timeout or 0,
+            instructions=optional_text(s, "instructions", context, "settings."),
+            requester_cannot_be_approver=bool(
+                optional_boolean(s, "requesterCannotBeApprover", context, "settings.")
+            ),
+            execution_order=execution_order_name(order),
+            blocked_approvers=_identities(s, "blockedApprovers", context, "settings."),
         )
 
 
-def _identities(items: Any) -> tuple[Identity, ...]:
+def execution_order_name(value: Any) -> str:
+    """``anyOrder`` or ``inSequence`` for either form the service may answer with (the name, in
+    any case, or the enum's number); absent means ``anyOrder`` (the service's default). Anything
+    else is kept as text, so it differs from what is wanted and setup writes it again."""
+    if value is None:
+        return "anyOrder"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return EXECUTION_ORDER_NUMBERS.get(value, str(value))
+    text = str(value).strip()
+    return next((name for name in EXECUTION_ORDERS if name.casefold() == text.casefold()), text)
+
+
+# -- Reading answers (helpers beside client.integer_field; ``where`` prefixes nested names) ----
+
+
+def _wrong(context: str, name: str, wanted: str, value: Any) -> AzureDevOpsError:
+    """``name`` is quoted: ``'settings.approvers'``, ``'settings.approvers' item 2``."""
+    return malformed(context, f"with {name} not {wanted} but {json_kind(value)}")
+
+
+def optional_text(data: Mapping[str, Any], key: str, context: str, where: str = "") -> str:
+    """A string field ("" when absent or null)."""
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _wrong(context, f"'{where}{key}'", "a string", value)
+    return value
+
+
+def required_text(data: Mapping[str, Any], key: str, context: str, where: str = "") -> str:
+    """A string field that must be there and not be empty (an id)."""
+    value = optional_text(data, key, context, where)
+    if not value:
+        raise malformed(context, f"without '{where}{key}' in the response")
+    return value
+
+
+def optional_integer(
+    data: Mapping[str, Any], key: str, context: str, where: str = ""
+) -> int | None:
+    value = data.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _wrong(context, f"'{where}{key}'", "an integer", value)
+    return value
+
+
+def optional_boolean(
+    data: Mapping[str, Any], key: str, context: str, where: str = ""
+) -> bool | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise _wrong(context, f"'{where}{key}'", "a boolean", value)
+    return value
+
+
+def optional_object(
+    data: Mapping[str, Any], key: str, context: str, where: str = ""
+) -> dict[str, Any]:
+    """An object field (``{}`` when absent or null)."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _wrong(context, f"'{where}{key}'", "an object", value)
+    return value
+
+
+def optional_objects(
+    data: Mapping[str, Any], key: str, context: str, where: str = ""
+) -> list[dict[str, Any]]:
+    """A list of objects (``[]`` when absent or null); an item that is not an object is an
+    error naming it."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _wrong(context, f"'{where}{key}'", "a list", value)
+    for n, item in enumerate(value, 1):
+        if not isinstance(item, dict):
+            raise _wrong(context, f"'{where}{key}' item {n}", "an object", item)
+    return value
+
+
+def _identities(
+    data: Mapping[str, Any], key: str, context: str, where: str = ""
+) -> tuple[Identity, ...]:
+    """``IdentityRef`` items: each needs its ``id``."""
     return tuple(
-        Identity(str(item["id"]), item.get("displayName"))
-        for item in items or []
-        if isinstance(item, dict) and item.get("id")
+        Identity(
+            required_text(item, "id", context, f"{where}{key}[{n}]."),
+            optional_text(item, "displayName", context, f"{where}{key}[{n}].") or None,
+        )
+        for n, item in enumerate(optional_objects(data, key, context, where), 1)
     )
 
 
-def _environment(data: Mapping[str, Any]) -> Environment:
+def answer(client: AzureDevOpsClient, request: ApiRequest) -> tuple[requests.Response, Any, str]:
+    """Send ``request``: the response, its JSON body (``None`` if empty) and the context an
+    error about that body starts with (``"<request.what>: HTTP 200"``)."""
+    response = client.send(request)
+    data = response_json(response, request.what)
+    return response, data, f"{request.what}: HTTP {response.status_code}"
+
+
+def _environment(data: Any, context: str) -> Environment:
+    """An ``EnvironmentInstance`` (distributedTask 7.1): ``id`` is needed."""
+    environment = json_object(data, context)
     return Environment(
-        id=int(data["id"]),
-        name=str(data.get("name", "")),
-        description=str(data.get("description") or ""),
+        id=integer_field(environment, "id", context),
+        name=optional_text(environment, "name", context),
+        description=optional_text(environment, "description", context),
     )
 
 
-def _check(data: Mapping[str, Any]) -> CheckConfiguration:
-    check_type = data.get("type") or {}
-    resource = data.get("resource") or {}
-    return CheckConfiguration(
-        id=int(data["id"]),
-        type_id=str(check_type.get("id", "")),
-        type_name=str(check_type.get("name", "")),
-        resource_type=str(resource.get("type", "")),
-        resource_id=str(resource.get("id", "")),
-        resource_name=str(resource.get("name", "")),
-        timeout=data.get("timeout"),
-        is_disabled=bool(data.get("isDisabled", False)),
-        settings=dict(data.get("settings") or {}),
+def _check(data: Any, context: str) -> CheckConfiguration:
+    """A ``CheckConfiguration`` (approvalsAndChecks 7.1): ``id`` is needed; an Approval check's
+    ``settings`` (``ApprovalConfigSettings``) are checked here, where the operation is known."""
+    check = json_object(data, context)
+    check_type = optional_object(check, "type", context)
+    resource = optional_object(check, "resource", context)
+    configuration = CheckConfiguration(
+        id=integer_field(check, "id", context),
+        type_id=optional_text(check_type, "id", context, "type."),
+        type_name=optional_text(check_type, "name", context, "type."),
+        resource_type=optional_text(resource, "type", context, "resource."),
+        resource_id=optional_text(resource, "id", context, "resource."),
+        resource_name=optional_text(resource, "name", context, "resource."),
+        timeout=optional_integer(check, "timeout", context),
+        is_disabled=bool(optional_boolean(check, "isDisabled", context)),
+        settings=dict(optional_object(check, "settings", context)),
     )
+    if configuration.is_approval:
+        configuration.approval(context)
+    return configuration
 
 
 def _project(project: str) -> str:
@@ -186,8 +317,11 @@ def list_environments(
     token: str | None = None
     for _ in range(max_pages):
         request = list_environments_request(project, name=name, continuation_token=token)
-        response = client.send(request)
-        found += [_environment(i) for i in collection(response_json(response, request.what))]
+        response, data, context = answer(client, request)
+        found += [
+            _environment(item, f"{context}, item {n} of 'value'")
+            for n, item in enumerate(collection(data, context), 1)
+        ]
         token = response.headers.get(CONTINUATION_HEADER)
         if not token:
             break
@@ -222,7 +356,9 @@ def add_environment_request(project: str, name: str, description: str = "") -> A
 def add_environment(
     client: AzureDevOpsClient, project: str, name: str, description: str = ""
 ) -> Environment:
-    return _environment(client.send_json(add_environment_request(project, name, description)))
+    _, data, context = answer(client, add_environment_request(project, name, description))
+    environment = _environment(data, context)
+    return environment if environment.name else replace(environment, name=name)
 
 
 # -- Check configurations ------------------------------------------------------------------------
@@ -243,8 +379,11 @@ def list_checks_request(project: str, resource_type: str, resource_id: str) -> A
 def list_checks(
     client: AzureDevOpsClient, project: str, resource_type: str, resource_id: str
 ) -> list[CheckConfiguration]:
-    data = client.send_json(list_checks_request(project, resource_type, resource_id))
-    return [_check(item) for item in collection(data)]
+    _, data, context = answer(client, list_checks_request(project, resource_type, resource_id))
+    return [
+        _check(item, f"{context}, item {n} of 'value'")
+        for n, item in enumerate(collection(data, context), 1)
+    ]
 
 
 def approval_check_body(environment: Environment, check: ApprovalCheck) -> dict[str, Any]:
@@ -274,7 +413,8 @@ def add_approval_check_request(
 def add_approval_check(
     client: AzureDevOpsClient, project: str, environment: Environment, check: ApprovalCheck
 ) -> CheckConfiguration:
-    return _check(client.send_json(add_approval_check_request(project, environment, check)))
+    _, data, context = answer(client, add_approval_check_request(project, environment, check))
+    return _check(data, context)
 
 
 def update_approval_check_request(
@@ -300,19 +440,23 @@ def update_approval_check(
     check: ApprovalCheck,
 ) -> CheckConfiguration:
     request = update_approval_check_request(project, check_id, environment, check)
-    return _check(client.send_json(request))
+    _, data, context = answer(client, request)
+    return _check(data, context)
 
 
 def approval_differences(current: ApprovalCheck, desired: ApprovalCheck) -> list[str]:
     """Wire names of the fields that differ (approver ids compared case-insensitively; their
-    order only matters ``inSequence``). ``blockedApprovers`` is not managed here."""
+    order only matters ``inSequence``; ``executionOrder`` by name, whether it came as the name
+    or the enum's number). ``blockedApprovers`` is not managed here."""
     changed: list[str] = []
 
     def ids(identities: Sequence[Identity]) -> list[str]:
         return [i.id.lower() for i in identities]
 
+    current_order = execution_order_name(current.execution_order)
+    desired_order = execution_order_name(desired.execution_order)
     current_ids, desired_ids = ids(current.approvers), ids(desired.approvers)
-    if desired.execution_order == "anyOrder":
+    if desired_order == "anyOrder":
         current_ids, desired_ids = sorted(current_ids), sorted(desired_ids)
     if current_ids != desired_ids:
         changed.append("approvers")
@@ -324,7 +468,7 @@ def approval_differences(current: ApprovalCheck, desired: ApprovalCheck) -> list
             current.requester_cannot_be_approver,
             desired.requester_cannot_be_approver,
         ),
-        ("executionOrder", current.execution_order, desired.execution_order),
+        ("executionOrder", current_order, desired_order),
         ("timeout", current.timeout_minutes, desired.timeout_minutes),
     )
     changed += [name for name, old, new in pairs if old != new]

@@ -139,6 +139,69 @@ def test_replay_redrives_the_dlq_once(routes_file, capsys, monkeypatch):
         assert "replayed 0 message(s)" in capsys.readouterr().out
 
 
+def test_replay_handles_every_message_and_keeps_what_it_cannot_finish(
+    routes_file, capsys, monkeypatch
+):
+    """One message it cannot finish must not stop the others: an approval another invocation is
+    starting right now (powertools' in-progress record) and an invalid event stay in the queue,
+    a group without a route is kept (not deleted: a route may be added), the rest is handled."""
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", PAT)
+    event = json.loads(EVENT_FILE.read_text())
+    with mock_aws(), responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake_ado = FakeAzureDevOps(pat=PAT).install(mock)
+        sqs = boto3.client("sqs", region_name="eu-west-1")
+        url = sqs.create_queue(QueueName="trigger-dlq", Attributes={"VisibilityTimeout": "0"})[
+            "QueueUrl"
+        ]
+        dynamodb = boto3.client("dynamodb", region_name="eu-west-1")
+        dynamodb.create_table(
+            TableName="idem",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        monkeypatch.setenv("SMBRIDGE_IDEMPOTENCY_TABLE", "idem")
+        busy = json.loads(json.dumps(event))
+        busy["detail"]["ModelPackageVersion"] = 7
+        busy["detail"]["ModelPackageArn"] = busy["detail"]["ModelPackageArn"][:-1] + "7"
+        unrouted = json.loads(json.dumps(event))
+        unrouted["detail"]["ModelPackageGroupName"] = "other-model"
+        unrouted["detail"]["ModelPackageArn"] = unrouted["detail"]["ModelPackageArn"].replace(
+            "churn-xgb", "other-model"
+        )
+        invalid = {**event, "detail": {**event["detail"], "ModelPackageArn": "arn:aws:s3:::x"}}
+        for body in (busy, unrouted, invalid, event):
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
+
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+        )
+
+        from bridge.trigger import handler
+
+        real = handler.start_approval
+
+        def another_invocation_is_on_it(change, *args, **kwargs):
+            if change.detail.model_package_version == 7:
+                raise IdempotencyAlreadyInProgressError("in progress")
+            return real(change, *args, **kwargs)
+
+        monkeypatch.setattr(handler, "start_approval", another_invocation_is_on_it)
+        argv = ["trigger", "replay", "--queue-url", url, "--routes", str(routes_file),
+                "--region", "eu-west-1", "--max-messages", "4"]  # fmt: skip
+        assert main(argv) == 3  # one message failed
+        out = capsys.readouterr().out
+        assert "replayed 4 message(s): 1 handled and deleted, 2 kept on purpose" in out
+        assert "1 failed and kept" in out
+        assert "no route for its group: kept in the queue" in out
+        assert "another invocation is starting this approval's run; left for later" in out
+        assert len(fake_ado.runs) == 1
+        left = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        assert left["Attributes"]["ApproximateNumberOfMessages"] == "3"
+
+
 @pytest.mark.slow
 def test_package_imports_in_a_clean_venv_without_the_sagemaker_sdk(tmp_path, capsys):
     out = tmp_path / "trigger.zip"
