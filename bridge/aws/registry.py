@@ -18,8 +18,12 @@ from bridge.errors import ServiceError, UserError
 
 ARN_PATTERN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):sagemaker:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
-    r"model-package/(?P<group>[A-Za-z0-9][A-Za-z0-9-]{0,62})/(?P<version>\d+)$"
+    r"model-package/(?P<group>[A-Za-z0-9][A-Za-z0-9-]{0,62})/(?P<version>\d+)$",
+    re.ASCII,  # `\d` would match other scripts' digits
 )
+# ListModelPackages with a filter may answer an empty page that still carries a NextToken;
+# a group with this many empty pages in a row is not something to wait on.
+MAX_PAGES = 100
 ApprovalStatus = Literal["Approved", "Rejected", "PendingManualApproval"]
 
 
@@ -119,11 +123,18 @@ def latest_model_package(
     }
     if status:
         kwargs["ModelApprovalStatus"] = status
-    response = aws_call(f"ListModelPackages {group}", sagemaker.list_model_packages, **kwargs)
-    summaries = response.get("ModelPackageSummaryList", [])
-    if not summaries:
-        return None
-    return describe_model_package(sagemaker, summaries[0]["ModelPackageArn"])
+    for _ in range(MAX_PAGES):
+        response = aws_call(f"ListModelPackages {group}", sagemaker.list_model_packages, **kwargs)
+        summaries = response.get("ModelPackageSummaryList", [])
+        if summaries:
+            return describe_model_package(sagemaker, summaries[0]["ModelPackageArn"])
+        token = response.get("NextToken")
+        if not token:
+            return None
+        kwargs["NextToken"] = token  # an empty page that is not the last one
+    raise ServiceError(
+        f"ListModelPackages {group}: {MAX_PAGES} pages without a model package; try again"
+    )
 
 
 def set_approval(sagemaker: Any, arn: str, status: ApprovalStatus, description: str) -> None:
