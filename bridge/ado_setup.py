@@ -1,5 +1,6 @@
-"""Azure DevOps administration as SDK functions: environments with a production Approval check,
-and the approvals waiting on runs. Each takes a pydantic parameters model and returns a result
+"""Azure DevOps administration as SDK functions: environments with an Exclusive Lock check each,
+a production Approval check and the model-deploy pipeline authorised on both; and the approvals
+waiting on runs. Each takes a pydantic parameters model and returns a result
 model; ``smbridge ado …`` (bridge/cli_ado.py) only maps arguments onto the parameters::
 
     from bridge.ado_setup import SetupParams, setup_environments
@@ -9,7 +10,8 @@ model; ``smbridge ado …`` (bridge/cli_ado.py) only maps arguments onto the par
     client = AzureDevOpsClient("contoso", credential_from_environ())
     params = SetupParams(organization="contoso", project="mlops",
                          environment_prefix="smbridge-demo",
-                         approvers=[{"id": "3b3db741-9d03-4e32-a7c0-6c3dfc2013c1"}])
+                         approvers=[{"id": "3b3db741-9d03-4e32-a7c0-6c3dfc2013c1"}],
+                         pipeline_id=13)
     print(setup_environments(params, client=client).approval_check.action)
 
 ``EnvironmentsSettings`` is the ``azure_devops.environments`` section of bridge.yaml. This module
@@ -23,7 +25,7 @@ import dataclasses
 import json
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
@@ -95,10 +97,19 @@ class ProductionApproval(_Model):
 
 class EnvironmentsSettings(_Model):
     """``azure_devops.environments`` in bridge.yaml: ``<prefix>-staging`` and
-    ``<prefix>-production``, the latter guarded by ``production_approval``."""
+    ``<prefix>-production``, the latter guarded by ``production_approval``; both get an
+    Exclusive Lock check, and the model-deploy pipeline ``pipeline_id`` is authorised on both.
+
+    ``trigger_identity``: the Azure DevOps identity the approval trigger queues model-deploy runs
+    as (the owner of its PAT, or its service principal). Only read to warn when
+    ``requester_cannot_approve`` would leave that identity's runs without enough approvers."""
 
     prefix: EnvironmentPrefix
     production_approval: ProductionApproval
+    pipeline_id: int | None = Field(
+        None, ge=1, description="the model-deploy pipeline's id (definitionId in its URL)"
+    )
+    trigger_identity: uuid.UUID | None = None
 
 
 # -- parameters ---------------------------------------------------------------------------------
@@ -110,6 +121,8 @@ class SetupParams(ProductionApproval):
     organization: NonEmpty
     project: NonEmpty
     environment_prefix: EnvironmentPrefix
+    pipeline_id: int | None = Field(None, ge=1)
+    trigger_identity: uuid.UUID | None = None
     dry_run: bool = False
 
     @classmethod
@@ -120,12 +133,15 @@ class SetupParams(ProductionApproval):
         organization: str,
         project: str,
         prefix: str | None = None,
+        pipeline_id: int | None = None,
         dry_run: bool = False,
     ) -> SetupParams:
         return cls(
             organization=organization,
             project=project,
             environment_prefix=prefix or settings.prefix,
+            pipeline_id=pipeline_id if pipeline_id is not None else settings.pipeline_id,
+            trigger_identity=settings.trigger_identity,
             dry_run=dry_run,
             **settings.production_approval.model_dump(),
         )
@@ -190,11 +206,21 @@ class CheckOutcome(BaseModel):
     changed: list[str] = Field(default_factory=list)
 
 
+class PermissionOutcome(BaseModel):
+    environment: str
+    pipeline_id: int
+    action: Literal["authorised", "unchanged", "planned"]
+    all_pipelines: bool = False  # the environment is open to every pipeline of the project
+
+
 class SetupResult(BaseModel):
     organization: str
     project: str
     environments: list[EnvironmentOutcome]
     approval_check: CheckOutcome
+    exclusive_locks: list[CheckOutcome] = Field(default_factory=list)
+    pipeline_permissions: list[PermissionOutcome] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
     requests_made: int = 0
     planned_requests: list[PlannedRequest] = Field(default_factory=list)
 
@@ -227,16 +253,22 @@ def setup_environments(
     client: AzureDevOpsClient | None = None,
     reporter: Reporter | None = None,
 ) -> SetupResult:
-    """Ensure ``<prefix>-staging`` and ``<prefix>-production`` exist and production has exactly
-    one Approval check with these settings. Idempotent: when everything matches, only GETs are
-    made; a differing check is updated (one PATCH) and the changed fields reported."""
+    """Ensure ``<prefix>-staging`` and ``<prefix>-production`` exist, each has an Exclusive Lock
+    check (so model-deploy's ``lockBehavior: sequential`` deploys successive approvals one after
+    the other), production has exactly one Approval check with these settings, and the pipeline
+    ``params.pipeline_id`` is authorised on both. Idempotent: everything is read before anything
+    is written, and when everything matches only GETs are made; a differing Approval check is
+    updated (one PATCH) and the changed fields reported."""
     from bridge.azure_devops import environments as ado
 
     reporter = reporter or Reporter()
     staging, production = params.environment_names
     desired = params.approval_check()
+    warnings = setup_warnings(params)
+    for warning in warnings:
+        reporter.warning(warning)
     if params.dry_run:
-        return _setup_plan(params, desired, reporter)
+        return _setup_plan(params, desired, reporter, warnings)
     if client is None:
         raise UserError("setup needs an Azure DevOps client (or dry_run=True)")
     before = client.requests_made
@@ -249,11 +281,14 @@ def setup_environments(
             found[name] = environment
             outcomes.append(EnvironmentOutcome(name=name, id=environment.id, action=action))
             reporter.info(f"environment {name}: {action} (id {environment.id})")
-        environment = found[production]
-        checks: list[CheckConfiguration] = []
-        if outcomes[-1].action != "created":  # a new environment has no checks yet
-            checks = ado.list_checks(client, params.project, "environment", str(environment.id))
-        approvals = [c for c in checks if c.is_approval]
+        # read both environments' checks before writing any (a new environment has none)
+        checks: dict[str, list[CheckConfiguration]] = {
+            outcome.name: []
+            if outcome.action == "created"
+            else ado.list_checks(client, params.project, "environment", str(outcome.id))
+            for outcome in outcomes
+        }
+        approvals = [c for c in checks[production] if c.is_approval]
         if len(approvals) > 1:
             ids = ", ".join(str(c.id) for c in approvals)
             raise UserError(
@@ -261,37 +296,166 @@ def setup_environments(
                 "expected one: remove the extra ones (Environments > Approvals and checks) and "
                 "run setup again"
             )
-        if not approvals:
-            check = ado.add_approval_check(client, params.project, environment, desired)
-            outcome = CheckOutcome(environment=production, id=check.id, action="created")
-        else:
-            current = approvals[0]
-            if current.is_disabled:
-                reporter.warning(f"the Approval check {current.id} on {production} is disabled")
-            existing = current.approval()
-            changed = ado.approval_differences(existing, desired)
-            if changed:
-                # keep identities someone blocked by hand: this setup does not manage them
-                merged = dataclasses.replace(desired, blocked_approvers=existing.blocked_approvers)
-                ado.update_approval_check(client, params.project, current.id, environment, merged)
-                outcome = CheckOutcome(
-                    environment=production, id=current.id, action="updated", changed=changed
-                )
-            else:
-                outcome = CheckOutcome(environment=production, id=current.id, action="unchanged")
+        # the gate first: a setup cut short never leaves production open to the pipeline
+        # (authorised below) without its Approval check
+        outcome = _ensure_approval_check(
+            client, params.project, found[production], approvals, desired, reporter
+        )
         detail = f": {', '.join(outcome.changed)}" if outcome.changed else ""
         reporter.info(
             f"Approval check on {production}: {outcome.action} (id {outcome.id}){detail}; "
             f"{params.minimum_approvers} of {len(params.approvers)} approver(s), "
             f"timeout {params.timeout_minutes} min"
         )
+        locks = [
+            _ensure_exclusive_lock(client, params.project, found[name], checks[name], reporter)
+            for name in (staging, production)
+        ]
+        permissions = [
+            _ensure_pipeline_permission(
+                client, params.project, found[name], params.pipeline_id, reporter
+            )
+            for name in (staging, production)
+            if params.pipeline_id is not None
+        ]
     return SetupResult(
         organization=params.organization,
         project=params.project,
         environments=outcomes,
         approval_check=outcome,
+        exclusive_locks=locks,
+        pipeline_permissions=permissions,
+        warnings=warnings,
         requests_made=client.requests_made - before,
     )
+
+
+def setup_warnings(params: SetupParams) -> list[str]:
+    """What the settings alone say will go wrong, one line each (also in a dry run)."""
+    staging, production = params.environment_names
+    warnings: list[str] = []
+    if params.pipeline_id is None:
+        warnings.append(
+            f"no model-deploy pipeline id (azure_devops.environments.pipeline_id or "
+            f"--pipeline-id): it is not authorised on {staging} and {production}, so its first "
+            "triggered run will wait for someone to permit it"
+        )
+    locked = _requester_locks_production(params)
+    if locked:
+        warnings.append(locked)
+    return warnings
+
+
+def _requester_locks_production(params: SetupParams) -> str | None:
+    """With ``requesterCannotBeApprover``, the approvers of a run exclude whoever queued it: if
+    the trigger's identity is an approver and the others are fewer than the minimum, no run it
+    queues can ever be approved (it times out after ``timeout_minutes``)."""
+    queuer = params.trigger_identity
+    if not params.requester_cannot_approve or queuer is None:
+        return None
+    approver = next((a for a in params.approvers if a.id == queuer), None)
+    if approver is None:
+        return None
+    others = len(params.approvers) - 1
+    if others >= params.minimum_approvers:
+        return None
+    _, production = params.environment_names
+    who = f"{approver.display_name} ({queuer})" if approver.display_name else str(queuer)
+    why = (
+        "is its only approver"
+        if others == 0
+        else f"leaves {others} of the {params.minimum_approvers} required approvers"
+    )
+    return (
+        f"the Approval check on {production} can never pass for runs the trigger queues: "
+        f"requester_cannot_approve is set and the trigger's identity {who} {why}; add "
+        "approvers, lower minimum_approvers, set requester_cannot_approve: false, or let the "
+        "trigger queue runs as another identity"
+    )
+
+
+def _ensure_exclusive_lock(
+    client: AzureDevOpsClient,
+    project: str,
+    environment: Environment,
+    checks: list[CheckConfiguration],
+    reporter: Reporter,
+) -> CheckOutcome:
+    """One Exclusive Lock check on ``environment``: created unless one is there (any one)."""
+    from bridge.azure_devops import environments as ado
+
+    present = [c for c in checks if c.is_exclusive_lock]
+    if present:
+        lock = present[0]
+        if all(c.is_disabled for c in present):
+            reporter.warning(
+                f"the Exclusive Lock check {lock.id} on {environment.name} is disabled: runs "
+                "will not deploy one after the other until it is enabled"
+            )
+        outcome = CheckOutcome(environment=environment.name, id=lock.id, action="unchanged")
+    else:
+        lock = ado.add_exclusive_lock_check(client, project, environment)
+        outcome = CheckOutcome(environment=environment.name, id=lock.id, action="created")
+    reporter.info(f"Exclusive Lock check on {environment.name}: {outcome.action} (id {lock.id})")
+    return outcome
+
+
+def _ensure_approval_check(
+    client: AzureDevOpsClient,
+    project: str,
+    environment: Environment,
+    approvals: list[CheckConfiguration],
+    desired: ApprovalCheck,
+    reporter: Reporter,
+) -> CheckOutcome:
+    from bridge.azure_devops import environments as ado
+
+    if not approvals:
+        check = ado.add_approval_check(client, project, environment, desired)
+        return CheckOutcome(environment=environment.name, id=check.id, action="created")
+    current = approvals[0]
+    if current.is_disabled:
+        reporter.warning(f"the Approval check {current.id} on {environment.name} is disabled")
+    existing = current.approval()
+    changed = ado.approval_differences(existing, desired)
+    if not changed:
+        return CheckOutcome(environment=environment.name, id=current.id, action="unchanged")
+    # keep identities someone blocked by hand: this setup does not manage them
+    merged = dataclasses.replace(desired, blocked_approvers=existing.blocked_approvers)
+    ado.update_approval_check(client, project, current.id, environment, merged)
+    return CheckOutcome(
+        environment=environment.name, id=current.id, action="updated", changed=changed
+    )
+
+
+def _ensure_pipeline_permission(
+    client: AzureDevOpsClient,
+    project: str,
+    environment: Environment,
+    pipeline_id: int,
+    reporter: Reporter,
+) -> PermissionOutcome:
+    """Read the environment's pipeline permissions; PATCH only if ``pipeline_id`` may not use
+    it yet (an environment open to all pipelines needs nothing)."""
+    from bridge.azure_devops import permissions as api
+
+    resource_id = str(environment.id)
+    current = api.get_permissions(client, project, "environment", resource_id)
+    if current.authorises(pipeline_id):
+        outcome = PermissionOutcome(
+            environment=environment.name,
+            pipeline_id=pipeline_id,
+            action="unchanged",
+            all_pipelines=current.all_pipelines,
+        )
+    else:
+        api.authorise_pipeline(client, project, "environment", resource_id, pipeline_id)
+        outcome = PermissionOutcome(
+            environment=environment.name, pipeline_id=pipeline_id, action="authorised"
+        )
+    scope = " (open to all pipelines)" if outcome.all_pipelines else ""
+    reporter.info(f"pipeline {pipeline_id} on {environment.name}: {outcome.action}{scope}")
+    return outcome
 
 
 def _ensure_environment(
@@ -314,33 +478,62 @@ def _ensure_environment(
         raise
 
 
-def _setup_plan(params: SetupParams, desired: ApprovalCheck, reporter: Reporter) -> SetupResult:
+def _setup_plan(
+    params: SetupParams, desired: ApprovalCheck, reporter: Reporter, warnings: list[str]
+) -> SetupResult:
     from bridge.azure_devops import environments as ado
+    from bridge.azure_devops import permissions as api
     from bridge.azure_devops.client import organization_url
 
     base = organization_url(params.organization)
-    staging, production = params.environment_names
-    placeholder = f"{{id of {production}}}"
+    names = params.environment_names
+    production = names[1]
+    placeholders = {name: f"{{id of {name}}}" for name in names}
     planned: list[PlannedRequest] = []
-    for name in (staging, production):
+    for name in names:
         planned.append(_planned(ado.list_environments_request(params.project, name=name), base))
         add = ado.add_environment_request(params.project, name, ENVIRONMENT_DESCRIPTION)
         planned.append(_planned(add, base, "if it does not exist"))
+    for name in names:
+        listing = ado.list_checks_request(params.project, "environment", placeholders[name])
+        planned.append(_planned(listing, base, f"if {name} already exists", placeholders[name]))
     environment = ado.Environment(id=0, name=production)
-    listing = ado.list_checks_request(params.project, "environment", placeholder)
-    planned.append(_planned(listing, base, f"if {production} already exists", placeholder))
     add_check = ado.add_approval_check_request(params.project, environment, desired)
-    planned.append(_planned(add_check, base, "if it has no Approval check", placeholder))
+    planned.append(
+        _planned(add_check, base, "if it has no Approval check", placeholders[production])
+    )
     update = ado.update_approval_check_request(params.project, 0, environment, desired)
     planned.append(
-        _planned(update, base, "if its Approval check differs", placeholder, "{check id}")
+        _planned(
+            update, base, "if its Approval check differs", placeholders[production], "{check id}"
+        )
     )
+    for name in names:
+        lock = ado.add_exclusive_lock_check_request(params.project, ado.Environment(0, name))
+        when = "if it has no Exclusive Lock check"
+        planned.append(_planned(lock, base, when, placeholders[name]))
+    if params.pipeline_id is not None:
+        for name in names:
+            read = api.get_permissions_request(params.project, "environment", placeholders[name])
+            planned.append(_planned(read, base, "", placeholders[name]))
+            grant = api.authorise_pipeline_request(
+                params.project, "environment", placeholders[name], params.pipeline_id
+            )
+            when = f"if pipeline {params.pipeline_id} is not authorised on {name}"
+            planned.append(_planned(grant, base, when, placeholders[name]))
     _print_plan(reporter, "setup", planned)
     return SetupResult(
         organization=params.organization,
         project=params.project,
-        environments=[EnvironmentOutcome(name=n, action="planned") for n in (staging, production)],
+        environments=[EnvironmentOutcome(name=n, action="planned") for n in names],
         approval_check=CheckOutcome(environment=production, action="planned"),
+        exclusive_locks=[CheckOutcome(environment=n, action="planned") for n in names],
+        pipeline_permissions=[
+            PermissionOutcome(environment=n, pipeline_id=params.pipeline_id, action="planned")
+            for n in names
+            if params.pipeline_id is not None
+        ],
+        warnings=warnings,
         planned_requests=planned,
     )
 
@@ -356,7 +549,9 @@ def _planned(
     url = request.url(base_url)
     body = request.body
     if environment_id:
+        # in the query (resourceId=) or the path (pipelinepermissions/environment/…)
         url = url.replace(quote_plus(environment_id), environment_id)
+        url = url.replace(quote(environment_id, safe=""), environment_id)
         if isinstance(body, dict) and "resource" in body:
             body = {**body, "resource": {**body["resource"], "id": environment_id}}
     if check_id:

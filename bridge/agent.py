@@ -2,12 +2,21 @@
 
 Only string formatting lives here; :mod:`bridge.output` decides when to use it.
 See https://learn.microsoft.com/azure/devops/pipelines/scripts/logging-commands
+
+The agent reads a step's stdout AND stderr line by line (a line ends at ``\\n``, ``\\r\\n`` or a
+bare ``\\r``) and executes every line holding ``##vso[`` anywhere (``Command.TryParse``: the
+first ``##vso[`` starts the command, the first ``]`` after it ends the properties, the rest is
+data); lines starting with ``##[`` are formatting commands (``##[error]``, ``##[group]``...).
+So every text smbridge did not write itself goes through :func:`neutralize` (lines) or
+:func:`neutralize_json` (documents) before it is printed on an agent; only the command builders
+below write ``##vso[`` or ``##[``, and they neutralise the foreign text they carry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,6 +25,32 @@ def on_agent(environ: Mapping[str, str] | None = None) -> bool:
     """True when running inside an Azure Pipelines job (the agent sets ``TF_BUILD=True``)."""
     environ = os.environ if environ is None else environ
     return environ.get("TF_BUILD", "").lower() == "true"
+
+
+# ``##vso[`` and ``##[``, also with characters in between that a culture-sensitive match skips:
+# older agents search with ``message.IndexOf("##vso[")`` (current culture), which ignores
+# zero-width and control characters (U+200B, U+00AD, U+0000...). Any character outside
+# printable ASCII counts as such here; matching too much only costs a changed ``#``.
+_SKIPPABLE = r"[^\x20-\x7e]*"
+_COMMAND = re.compile(
+    "#" + _SKIPPABLE + "#" + _SKIPPABLE + f"(?:v{_SKIPPABLE}s{_SKIPPABLE}o{_SKIPPABLE})?\\[",
+    re.IGNORECASE,
+)
+
+
+def neutralize(text: str) -> str:
+    """``text`` (from a service, a user, an exception) made inert for the agent: each ``#`` of a
+    ``##vso[`` or ``##[`` becomes ``*``, as the agent itself does to output it must not execute
+    (``**vso[``). The result holds neither sequence on any line, however it is split, and the
+    replacement cannot form a new one. Everything else is unchanged."""
+    return _COMMAND.sub(lambda match: match.group(0).replace("#", "*"), text)
+
+
+def neutralize_json(document: str) -> str:
+    """A JSON document without ``##vso[`` or ``##[``: the ``[`` ending each becomes the escape
+    ``\\u005b``, so the document still parses to exactly the same values. In JSON ``#`` occurs
+    only inside strings, and a match cannot leave one (``"`` is printable ASCII)."""
+    return _COMMAND.sub(lambda match: match.group(0)[:-1] + "\\u005b", document)
 
 
 def _escape_data(value: str) -> str:
@@ -27,7 +62,8 @@ def _escape_property(value: str) -> str:
 
 
 def group_start(title: str) -> str:
-    return f"##[group]{_escape_data(title)}"
+    """A collapsible section; ``title`` may hold foreign text (it stays one line)."""
+    return f"##[group]{_escape_data(neutralize(title))}"
 
 
 def group_end() -> str:
@@ -35,12 +71,16 @@ def group_end() -> str:
 
 
 def log_issue(kind: str, message: str) -> str:
-    """``kind`` is ``error`` or ``warning``; the agent shows it in the run summary."""
-    return f"##vso[task.logissue type={kind}]{_escape_data(message)}"
+    """``kind`` is ``error`` or ``warning``; the agent shows it in the run summary. ``message``
+    may hold foreign text: it is neutralised, then escaped onto this one line."""
+    return f"##vso[task.logissue type={_escape_property(kind)}]{_escape_data(neutralize(message))}"
 
 
 def set_output_variable(name: str, value: str, *, secret: bool = False) -> str:
-    """An output variable usable by later steps as ``$(<step name>.<name>)``."""
+    """An output variable usable by later steps as ``$(<step name>.<name>)``.
+
+    ``value`` is kept exactly (escaped, never neutralised): it is the command's data, after the
+    first ``]``, which the agent stores and never parses for another command."""
     flags = f"variable={_escape_property(name)};isoutput=true"
     if secret:
         flags += ";issecret=true"

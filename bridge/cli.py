@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
+from bridge.agent import neutralize, on_agent
 from bridge.cli_ado import add_ado_commands
 from bridge.cli_parsers import add_command, require, validated
 from bridge.errors import BridgeError, UserError
-from bridge.output import Reporter
+from bridge.output import Reporter, agent_safe_stream
 
 if TYPE_CHECKING:
     from bridge.aws.session import AwsClients
@@ -38,7 +39,7 @@ EXIT_CODES = """exit codes:
   4    the pipeline execution Failed or was Stopped / an endpoint test failed
   5    --timeout expired (a pipeline execution is stopped; a stack is left to CloudFormation)
   6    no usable AWS or Azure DevOps credentials / a role could not be assumed
-  130  cancelled by SIGINT/SIGTERM (the execution was stopped)
+  130  cancelled by SIGINT/SIGTERM (the execution it started is asked to stop first)
 """
 
 
@@ -70,8 +71,16 @@ def _common_options(*, config_flag: str = "--config") -> argparse.ArgumentParser
     return common
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse prints its own messages (a usage error echoes the bad value): on an agent they
+    are neutralised like every other line. Sub-commands use the same class."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        super()._print_message(neutralize(message) if message and on_agent() else message, file)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="smbridge",
         description="The bridge between Azure DevOps and Amazon SageMaker.",
         epilog=EXIT_CODES,
@@ -476,7 +485,7 @@ def _trigger_module(name: str) -> Any:
         ) from None
     from bridge.trigger.handler import logger
 
-    logger.registered_handler.stream = sys.stderr
+    logger.registered_handler.stream = agent_safe_stream(sys.stderr)  # neutral on an agent
     return module
 
 

@@ -1,4 +1,5 @@
-"""``smbridge ado …``: Azure DevOps environments, the production Approval check, and approvals.
+"""``smbridge ado …``: Azure DevOps environments (Exclusive Lock and production Approval checks,
+the model-deploy pipeline's permission on them), and approvals.
 
 Argument parsing and rendering only; each handler calls one function of bridge/ado_setup.py.
 Nothing heavy is imported at module level (bridge/cli.py imports this module for ``--help``).
@@ -32,8 +33,10 @@ step's env), SMBRIDGE_ADO_PAT, AZURE_DEVOPS_EXT_PAT (the az devops CLI's). --dry
 """
 
 SETUP_HELP = (
-    "ensure environments <prefix>-staging and <prefix>-production exist and production has one "
-    "Approval check as bridge.yaml's azure_devops.environments says (idempotent)"
+    "ensure environments <prefix>-staging and <prefix>-production exist, each has an Exclusive "
+    "Lock check (model-deploy's lockBehavior: sequential), production has one Approval check as "
+    "bridge.yaml's azure_devops.environments says, and the model-deploy pipeline is authorised "
+    "on both (idempotent)"
 )
 
 
@@ -59,6 +62,13 @@ def add_ado_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     setup = add(actions, "setup", SETUP_HELP, _cmd_setup)
     setup.add_argument(
         "--prefix", help="environment name prefix (azure_devops.environments.prefix)"
+    )
+    setup.add_argument(
+        "--pipeline-id",
+        type=int,
+        metavar="ID",
+        help="the model-deploy pipeline's id (definitionId in its URL), authorised on both "
+        "environments (azure_devops.environments.pipeline_id)",
     )
 
     approvals = actions.add_parser("approvals", help="approvals waiting on pipeline runs")
@@ -90,8 +100,9 @@ def environments_settings(config: BridgeConfig) -> EnvironmentsSettings:
     settings = getattr(config.azure_devops, "environments", None)
     if settings is None:
         raise UserError(
-            "azure_devops.environments is not set: add prefix and production_approval "
-            "(approvers, minimum_approvers, timeout_minutes, instructions) to bridge.yaml"
+            "azure_devops.environments is not set: add prefix, pipeline_id (model-deploy's) "
+            "and production_approval (approvers, minimum_approvers, timeout_minutes, "
+            "instructions) to bridge.yaml"
         )
     return settings
 
@@ -132,6 +143,7 @@ def _cmd_setup(args: argparse.Namespace, reporter: Reporter) -> int:
             "organization": organization,
             "project": project,
             "prefix": args.prefix,
+            "pipeline_id": args.pipeline_id,
             "dry_run": args.dry_run,
         },
     )

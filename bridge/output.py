@@ -4,6 +4,12 @@
 * ``agent`` (chosen automatically when ``TF_BUILD`` is set): the same lines plus ``##[group]``,
   ``##vso[task.logissue]`` for errors and ``##vso[task.setvariable …;isoutput=true]`` for outputs.
 * ``json``: progress on stderr, exactly one JSON document (the result) on stdout.
+
+On an agent (``TF_BUILD``, whatever the mode) the agent executes any line of stdout or stderr
+holding ``##vso[`` (or starting with ``##[``). Every line goes through :meth:`Reporter._write`:
+our own logging commands are written as built by :mod:`bridge.agent` (which neutralises what
+they carry), everything else is neutralised there, and the JSON result is escaped so that it
+parses to the same values. :class:`AgentSafeStream` does the same for other writers (a logger).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 from bridge import agent
 from bridge.errors import mask
@@ -22,14 +28,24 @@ Mode = Literal["text", "agent", "json"]
 
 
 class Reporter:
-    """Progress, outputs and results for one command. Every secret registered is masked."""
+    """Progress, outputs and results for one command. Every secret registered is masked; on an
+    agent, no text it did not write itself can become a logging command."""
 
     def __init__(
-        self, mode: Mode = "text", *, out: TextIO | None = None, err: TextIO | None = None
+        self,
+        mode: Mode = "text",
+        *,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        agent_safe: bool | None = None,
     ) -> None:
         self.mode: Mode = mode
         self._out = out or sys.stdout
         self._err = err or sys.stderr
+        # agent mode, or any mode inside a job (an SDK caller's default Reporter(), --output json)
+        self.agent_safe = (
+            (mode == "agent" or agent.on_agent()) if agent_safe is None else agent_safe
+        )
         self._secrets: set[str] = set()
         self._secret_sources: list[Callable[[], Iterable[str]]] = []
         self.outputs: dict[str, str] = {}
@@ -56,9 +72,20 @@ class Reporter:
             secrets.update(s for s in source() if len(s) >= 4)
         return mask(text, secrets)
 
-    def _line(self, text: str, *, stream: TextIO | None = None) -> None:
+    def _write(self, text: str, *, stream: TextIO | None = None, command: bool = False) -> None:
+        """The one place a line is printed. ``command``: one of our own logging commands, built
+        by :mod:`bridge.agent`; anything else is neutralised on an agent."""
         target = stream or (self._err if self.mode == "json" else self._out)
-        print(self.redact(text), file=target, flush=True)
+        text = self.redact(text)
+        if self.agent_safe and not command:
+            text = agent.neutralize(text)
+        print(text, file=target, flush=True)
+
+    def _line(self, text: str, *, stream: TextIO | None = None) -> None:
+        self._write(text, stream=stream)
+
+    def _command(self, line: str) -> None:
+        self._write(line, command=True)
 
     def info(self, message: str) -> None:
         self._line(message)
@@ -70,24 +97,24 @@ class Reporter:
 
     def warning(self, message: str) -> None:
         if self.mode == "agent":
-            self._line(agent.log_issue("warning", self.redact(message)))
+            self._command(agent.log_issue("warning", self.redact(message)))
         else:
             self._line(f"warning: {message}", stream=self._err)
 
     def error(self, message: str) -> None:
         if self.mode == "agent":
-            self._line(agent.log_issue("error", self.redact(message)))
+            self._command(agent.log_issue("error", self.redact(message)))
         else:
             self._line(f"error: {message}", stream=self._err)
 
     @contextmanager
     def group(self, title: str) -> Iterator[None]:
         if self.mode == "agent":
-            self._line(agent.group_start(title))
+            self._command(agent.group_start(self.redact(title)))
             try:
                 yield
             finally:
-                self._line(agent.group_end())
+                self._command(agent.group_end())
         else:
             self._line(f"== {title}")
             yield
@@ -100,7 +127,8 @@ class Reporter:
         """Publish ``name`` for later pipeline steps (agent) and in the JSON result."""
         self.outputs[name] = value
         if self.mode == "agent":
-            self._line(agent.set_output_variable(name, value))
+            # masked before escaping: an escaped secret (``%`` -> ``%AZP25``) would not match
+            self._command(agent.set_output_variable(name, self.redact(value)))
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         for line in format_table(headers, rows):
@@ -109,8 +137,10 @@ class Reporter:
     def result(self, data: dict[str, Any]) -> None:
         """The command's result: one JSON document in ``json`` mode, nothing more otherwise."""
         if self.mode == "json":
-            document = json.dumps(data, indent=2, sort_keys=True, default=str)
-            print(self.redact(document), file=self._out, flush=True)
+            document = self.redact(json.dumps(data, indent=2, sort_keys=True, default=str))
+            if self.agent_safe:
+                document = agent.neutralize_json(document)
+            print(document, file=self._out, flush=True)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -121,3 +151,39 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[
     return [render(headers).rstrip(), render(["-" * w for w in widths]).rstrip()] + [
         render(row).rstrip() for row in rows
     ]
+
+
+class AgentSafeStream:
+    """A line-buffered text stream for writers other than :class:`Reporter` (a logging handler,
+    which writes whole records): each line is neutralised as it completes, so nothing written
+    through it is executed by the agent, and JSON log lines still parse to the same values
+    (:func:`agent.neutralize_json`). A partial line waits for its end (or :meth:`close`): written
+    early, it could join the next write into a command."""
+
+    def __init__(self, target: TextIO) -> None:
+        self._target = target
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self._target.write(agent.neutralize_json(line) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def close(self) -> None:
+        if self._pending:
+            self._target.write(agent.neutralize_json(self._pending))
+            self._pending = ""
+        self._target.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+def agent_safe_stream(target: TextIO) -> TextIO:
+    """``target`` itself off an agent; on an agent, an :class:`AgentSafeStream` around it."""
+    return cast(TextIO, AgentSafeStream(target)) if agent.on_agent() else target

@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,12 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.agent import AgentRun
 from bridge.aws import pipelines as sm
 from bridge.aws.session import AwsClients
+from bridge.aws.tags import clean_tags
 from bridge.aws.waiter import DEFAULT_POLL_POLICY, PollPolicy, WaitTimedOut, wait_for_execution
 from bridge.definition import BuiltDefinition, canonical_json, load_definition, sha256_text
-from bridge.errors import Cancelled, ExecutionFailed, UserError, WaitTimeout
+from bridge.errors import Cancelled, ExecutionFailed, ServiceError, UserError, WaitTimeout
 from bridge.output import Reporter
 from bridge.plan import PlannedCall, show_plan
-from bridge.signals import cancel_on_signals
+from bridge.signals import CancelRequested, cancel_on_signals
 
 
 class _Params(BaseModel):
@@ -164,7 +166,7 @@ def upsert_pipeline(
         parallelism=params.parallelism,
         display_name=params.display_name,
     )
-    tags = {**params.tags, **run.tags(), "smbridge:spec-sha256": spec.sha256}
+    tags = clean_tags({**params.tags, **run.tags(), "smbridge:spec-sha256": spec.sha256})
     if params.dry_run:
         calls = _upsert_plan(params, spec, built, tags)
         planned = show_plan(reporter, calls, "Dry run: AWS calls upsert would make (none made)")
@@ -290,23 +292,73 @@ def start_pipeline(
         )
     declared = sm.declared_parameters(pipeline.get("PipelineDefinition", "{}"))
     parameter_list = sm.check_parameters(declared, params.parameters)
-    with cancel_on_signals():
-        arn = sm.start_execution(
+    request_token = token or str(uuid.uuid4())
+
+    def start() -> str:
+        return sm.start_execution(
             sagemaker,
             params.pipeline_name,
             parameters=parameter_list,
-            client_request_token=token or str(uuid.uuid4()),
+            client_request_token=request_token,
             display_name=params.display_name,
             description=params.description,
         )
-        reporter.info(f"started {arn}")
-        reporter.output_variable("executionArn", arn)
-        if not params.wait:
-            return ExecutionResult(execution_arn=arn, status="Executing")
-        state = _wait(
-            sagemaker, arn, params.timeout_seconds, reporter, poll_policy, sleep, monotonic
-        )
+
+    arn: str | None = None
+    with cancel_on_signals() as scope:
+        try:
+            arn = start()
+            reporter.info(f"started {arn}")
+            reporter.output_variable("executionArn", arn)
+            if not params.wait:
+                return ExecutionResult(execution_arn=arn, status="Executing")
+            state = _wait(
+                sagemaker, arn, params.timeout_seconds, reporter, poll_policy, sleep, monotonic
+            )
+        except KeyboardInterrupt as exc:  # CancelRequested (SIGINT/SIGTERM) or a plain Ctrl-C
+            scope.shield()  # a second signal (SIGTERM 7.5 s after SIGINT) must not cut this short
+            raise _cancel(exc, sagemaker, arn, start, params.pipeline_name, reporter) from None
     return _finish(state, reporter)
+
+
+def _cancel(
+    exc: KeyboardInterrupt,
+    sagemaker: Any,
+    arn: str | None,
+    start: Callable[[], str],
+    pipeline_name: str,
+    reporter: Reporter,
+) -> Cancelled:
+    """Stop the execution this command started, then say what happened (exit 130).
+
+    Cancelled while StartPipelineExecution was in flight, the ARN is unknown although SageMaker
+    may have started the execution. StartPipelineExecution is idempotent on ClientRequestToken
+    (botocore's SageMaker model marks it ``idempotencyToken``; the API reference: "An idempotent
+    operation completes no more than once"), so the same call with the same token and parameters
+    returns that execution's ARN. If the interrupted request never reached SageMaker, the repeat
+    starts the execution instead, and it is stopped at once: either way none is left running.
+    (ListPipelineExecutions cannot tell ours from another job's: its summaries carry no token.)
+    """
+    reason = str(exc) if isinstance(exc, CancelRequested) else "interrupted"
+    if arn is None:
+        reporter.warning(
+            f"{reason} while StartPipelineExecution was in flight: repeating it with the same "
+            "ClientRequestToken to learn which execution it started"
+        )
+        try:
+            arn = start()
+        except Exception as err:  # reported: the cancellation is what matters
+            reporter.error(f"could not learn the execution's ARN: {err}")
+            return Cancelled(
+                f"{reason} while starting an execution of {pipeline_name}; could not learn "
+                f"whether one started ({err}), so none was stopped: check with 'smbridge "
+                f"pipeline status --pipeline-name {pipeline_name}'"
+            )
+        reporter.info(f"the start call, repeated with the same token, returns {arn}")
+        reporter.output_variable("executionArn", arn)
+    else:
+        reporter.warning(f"{reason}: stopping the SageMaker execution {arn}")
+    return Cancelled(f"{reason}: {_stop(sagemaker, arn, reporter).summary}")
 
 
 def _wait(
@@ -329,24 +381,55 @@ def _wait(
                 monotonic=monotonic,
                 sleep=sleep,
             )
-    except Cancelled as exc:
-        reporter.warning(f"{exc}: stopping the SageMaker execution {arn}")
-        _stop_quietly(sagemaker, arn, reporter)
-        raise
     except WaitTimedOut as exc:
         reporter.warning(f"timed out while {exc.state.status}: stopping {arn}")
-        _stop_quietly(sagemaker, arn, reporter)
+        stopped = _stop(sagemaker, arn, reporter)
+        if stopped.final is not None:  # it ended as the deadline passed: its outcome stands
+            return stopped.final
         raise WaitTimeout(
-            f"execution {arn} still {exc.state.status} after --timeout; it was stopped"
+            f"execution {arn} still {exc.state.status} after --timeout; {stopped.summary}"
         ) from None
 
 
-def _stop_quietly(sagemaker: Any, arn: str, reporter: Reporter) -> None:
+@dataclass(frozen=True)
+class _Stopped:
+    """What stopping an execution came to, in words; ``final``: its state if it had ended."""
+
+    summary: str
+    final: sm.ExecutionState | None = None
+
+
+def _stop(sagemaker: Any, arn: str, reporter: Reporter) -> _Stopped:
+    """Stop ``arn`` on the way out of a cancel or a timeout. Raises nothing but a cancel (a
+    KeyboardInterrupt: the caller then stops again, shielded): the reason for stopping matters
+    more than the stop's own failure, which the summary reports."""
     try:
-        sm.stop_execution(sagemaker, arn, client_request_token=str(uuid.uuid4()))
-        reporter.info(f"stop requested for {arn}")
-    except Exception as exc:  # the original failure matters more than the stop's
+        outcome = sm.stop_execution(sagemaker, arn, client_request_token=str(uuid.uuid4()))
+    except Exception as exc:
         reporter.error(f"could not stop {arn}: {exc}")
+        return _Stopped(f"could not stop {arn} ({exc}); it may still be running")
+    if outcome.requested:
+        reporter.info(f"stop requested for {arn}")
+        return _Stopped(f"stop requested for {arn}")
+    try:
+        state = sm.describe_execution(sagemaker, arn)
+    except Exception as exc:
+        reporter.error(f"SageMaker did not stop {arn} ({outcome.refusal}); describing it: {exc}")
+        return _Stopped(f"SageMaker did not stop {arn} ({outcome.refusal}); its status is unknown")
+    return _refused_stop(arn, outcome, state, reporter)
+
+
+def _refused_stop(
+    arn: str, outcome: sm.StopOutcome, state: sm.ExecutionState, reporter: Reporter
+) -> _Stopped:
+    if state.terminal:
+        reporter.info(f"{arn} had already ended ({state.status}): nothing to stop")
+        return _Stopped(f"{arn} had already ended ({state.status}), nothing to stop", state)
+    if state.status == "Stopping":
+        reporter.info(f"{arn} is already stopping")
+        return _Stopped(f"{arn} was already stopping")
+    reporter.error(f"SageMaker did not stop {arn} ({outcome.refusal}); it is {state.status}")
+    return _Stopped(f"SageMaker did not stop {arn} ({outcome.refusal}); it is still {state.status}")
 
 
 def _finish(state: sm.ExecutionState, reporter: Reporter) -> ExecutionResult:
@@ -459,7 +542,16 @@ def stop_pipeline(
         raise UserError("stop needs AWS clients (or dry_run=True)")
     sagemaker = clients.client("sagemaker")
     arn = _execution_arn(params, sagemaker)
-    sm.stop_execution(sagemaker, arn, client_request_token=str(uuid.uuid4()))
+    outcome = sm.stop_execution(sagemaker, arn, client_request_token=str(uuid.uuid4()))
     state = sm.describe_execution(sagemaker, arn, with_steps=False)
-    reporter.info(f"stop requested for {arn}: now {state.status}")
+    if outcome.requested:
+        reporter.info(f"stop requested for {arn}: now {state.status}")
+    elif state.terminal or state.status == "Stopping":
+        # ConflictException: the execution ended (or is ending) just before the stop arrived.
+        verb = "is already stopping" if state.status == "Stopping" else "had already ended"
+        reporter.info(f"{arn} {verb} ({state.status}): nothing to stop")
+    else:
+        raise ServiceError(
+            f"StopPipelineExecution {arn} was refused ({outcome.refusal}); it is {state.status}"
+        )
     return ExecutionResult(execution_arn=arn, status=state.status)

@@ -316,5 +316,13 @@ def get_pipeline(
                 model_approval_status,
             ],
             steps=[step_preprocess, step_train, step_evaluate, step_check],
+            # No SageMaker Experiments. The SDK's default PipelineExperimentConfig (in the regions
+            # of sagemaker.mlops.workflow._utils.EUREKA_GA_REGIONS) makes every execution create an
+            # experiment and a trial and associate each job's trial component, as the execution
+            # role: it would need sagemaker:CreateExperiment, CreateTrial, AssociateTrialComponent
+            # and more, or runs fail. Nothing here reads experiments (metrics go to the model
+            # registry with evaluation.json), so granting them would widen the role for nothing.
+            # Tested: test_sagemaker_build.py::test_definition_creates_no_experiment_or_trial.
+            pipeline_experiment_config=None,
             sagemaker_session=sagemaker_session,
         )

@@ -59,3 +59,18 @@ def aws_test_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(__import__("os").environ):
         if name.startswith(("SMBRIDGE_", "SYSTEM_", "BUILD_")):
             monkeypatch.delenv(name, raising=False)
+
+
+# Requests the real services would refuse fail the test, even where moto accepts them.
+STRICT_SERVICES = frozenset(
+    {"sagemaker", "cloudformation", "sts", "events", "sqs", "dynamodb", "secretsmanager", "ssm"}
+)
+
+
+@pytest.fixture(autouse=True)
+def aws_requests_fit_botocores_model():
+    from tests.support.strict_botocore import install
+
+    undo = install(STRICT_SERVICES)
+    yield
+    undo()

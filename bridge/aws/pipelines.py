@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError
 
 from bridge.aws.errors import aws_call, describe, error_code
+from bridge.aws.tags import tag_list
 from bridge.definition import StagedUpload, canonical_json, sha256_text
 from bridge.errors import DefinitionError, ParameterError, ServiceError
 
@@ -276,21 +277,23 @@ def upsert_pipeline(
     uploaded = upload_missing(s3, uploads) if s3 is not None else []
     definition = _definition_argument(s3, spec, definition_bucket, definition_prefix or spec.name)
     common = write_arguments(spec, definition)
-    tag_list = [{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())]
+    tags_member = tag_list(tags or {})
     if current is None:
         response = _write(
             f"CreatePipeline {spec.name}",
             sagemaker.create_pipeline,
             ClientRequestToken=spec.sha256[:64],
-            Tags=tag_list,
+            Tags=tags_member,
             **common,
         )
         return UpsertOutcome(
             "created", response["PipelineArn"], spec.sha256, ["pipeline"], uploaded
         )
     response = _write(f"UpdatePipeline {spec.name}", sagemaker.update_pipeline, **common)
-    if tag_list:
-        aws_call("AddTags", sagemaker.add_tags, ResourceArn=response["PipelineArn"], Tags=tag_list)
+    if tags_member:
+        aws_call(
+            "AddTags", sagemaker.add_tags, ResourceArn=response["PipelineArn"], Tags=tags_member
+        )
     return UpsertOutcome("updated", response["PipelineArn"], spec.sha256, changed, uploaded)
 
 
@@ -407,14 +410,43 @@ def latest_execution_arn(sagemaker: Any, pipeline_name: str) -> str:
     return summaries[0]["PipelineExecutionArn"]
 
 
-def stop_execution(sagemaker: Any, execution_arn: str, *, client_request_token: str) -> None:
-    """StopPipelineExecution; stopping an already finished execution is not an error."""
-    aws_call(
+@dataclass(frozen=True)
+class StopOutcome:
+    """StopPipelineExecution accepted, or refused (``refusal``: what SageMaker answered)."""
+
+    requested: bool
+    refusal: str = ""
+
+
+def _stop_refused(exc: ClientError) -> bool:
+    """SageMaker refusing to stop an execution that has ended or is ending. botocore's SageMaker
+    model lists ``ConflictException`` for StopPipelineExecution (an execution that just ended);
+    a ValidationException naming its status is the same answer for one that ended earlier."""
+    code = error_code(exc)
+    return code == "ConflictException" or (
+        code == "ValidationException" and "status" in describe(exc).lower()
+    )
+
+
+def stop_execution(sagemaker: Any, execution_arn: str, *, client_request_token: str) -> StopOutcome:
+    """StopPipelineExecution. An execution that has already ended is not an error: the outcome
+    says the stop was refused (the caller describes the execution for its final status)."""
+    refusal = ""
+
+    def refused(exc: ClientError) -> bool:
+        nonlocal refusal
+        if _stop_refused(exc):
+            refusal = describe(exc)
+            return True
+        return False
+
+    response = aws_call(
         f"StopPipelineExecution {execution_arn}",
         sagemaker.stop_pipeline_execution,
-        tolerate=lambda exc: (
-            error_code(exc) == "ValidationException" and "status" in describe(exc).lower()
-        ),
+        tolerate=refused,
         PipelineExecutionArn=execution_arn,
         ClientRequestToken=client_request_token,
     )
+    if response is None:
+        return StopOutcome(requested=False, refusal=refusal)
+    return StopOutcome(requested=True)

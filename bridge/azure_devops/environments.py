@@ -1,4 +1,5 @@
-"""Azure DevOps environments and their checks (the Approval check), on :class:`AzureDevOpsClient`.
+"""Azure DevOps environments and their checks (the Approval check, the Exclusive Lock check), on
+:class:`AzureDevOpsClient`.
 
 Each ``*_request`` function describes one REST call (a dry run prints it); the function of the
 same name without the suffix sends it and parses the answer into a dataclass. api-versions are
@@ -37,6 +38,16 @@ ENVIRONMENTS_API_VERSION = "7.1"
 CHECKS_API_VERSION = "7.1-preview.1"
 APPROVAL_CHECK_TYPE_ID = "8c6f20a7-a545-4486-9777-f762fafe0d4d"
 APPROVAL_CHECK_TYPE_NAME = "Approval"
+# The Exclusive Lock check: without it on an environment, a stage's ``lockBehavior`` (model-deploy
+# uses ``sequential``) has nothing to lock, and runs for successive approvals deploy at once.
+# Its settings are empty. Type id and name as Microsoft's Terraform provider
+# (azuredevops_check_exclusive_lock) and reference/README.md give them; the checks spec has no
+# subtype for it, so its body is a ``GenericCheckConfiguration``.
+EXCLUSIVE_LOCK_CHECK_TYPE_ID = "2ef31ad6-baa0-403a-8b45-2cbc9b4e5563"
+EXCLUSIVE_LOCK_CHECK_TYPE_NAME = "ExclusiveLock"
+# How long a stage waits for the lock before it fails: the longest a check allows (30 days), as
+# in the provider's example, so a run queued behind a three-day approval still gets its turn.
+EXCLUSIVE_LOCK_TIMEOUT_MINUTES = 30 * 24 * 60
 CONTINUATION_HEADER = "x-ms-continuationtoken"
 
 ExecutionOrder = Literal["anyOrder", "inSequence"]
@@ -122,6 +133,14 @@ class CheckConfiguration:
     @property
     def is_approval(self) -> bool:
         return self.type_id.lower() == APPROVAL_CHECK_TYPE_ID
+
+    @property
+    def is_exclusive_lock(self) -> bool:
+        """By type id (any case: clients send it upper- or lower-case), or by name when the
+        answer carries no id."""
+        if self.type_id:
+            return self.type_id.lower() == EXCLUSIVE_LOCK_CHECK_TYPE_ID
+        return self.type_name.casefold() == EXCLUSIVE_LOCK_CHECK_TYPE_NAME.casefold()
 
     def approval(self, context: str = "") -> ApprovalCheck:
         """This check's settings read as an Approval check (``ApprovalConfigSettings``; missing
@@ -441,6 +460,35 @@ def update_approval_check(
 ) -> CheckConfiguration:
     request = update_approval_check_request(project, check_id, environment, check)
     _, data, context = answer(client, request)
+    return _check(data, context)
+
+
+def exclusive_lock_check_body(environment: Environment) -> dict[str, Any]:
+    """An Exclusive Lock check on ``environment``: type, resource, timeout, empty settings."""
+    return {
+        "type": {"id": EXCLUSIVE_LOCK_CHECK_TYPE_ID, "name": EXCLUSIVE_LOCK_CHECK_TYPE_NAME},
+        "resource": {"type": "environment", "id": str(environment.id), "name": environment.name},
+        "timeout": EXCLUSIVE_LOCK_TIMEOUT_MINUTES,
+        "settings": {},
+    }
+
+
+def add_exclusive_lock_check_request(project: str, environment: Environment) -> ApiRequest:
+    """``Check Configurations - Add`` of an Exclusive Lock check on ``environment``."""
+    return ApiRequest(
+        "POST",
+        f"{_project(project)}/_apis/pipelines/checks/configurations",
+        CHECKS_API_VERSION,
+        f"Check Configurations - Add ExclusiveLock on environment {environment.name} in {project}",
+        body=exclusive_lock_check_body(environment),
+        hints=CHECK_HINTS,
+    )
+
+
+def add_exclusive_lock_check(
+    client: AzureDevOpsClient, project: str, environment: Environment
+) -> CheckConfiguration:
+    _, data, context = answer(client, add_exclusive_lock_check_request(project, environment))
     return _check(data, context)
 
 

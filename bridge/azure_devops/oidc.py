@@ -5,20 +5,56 @@ $(System.AccessToken)`` returns ``{"oidcToken": "<jwt>"}``. Without ``serviceCon
 token's subject is the pipeline (``p://{org}/{project}/{pipeline}``); with it, the service
 connection (``sc://{org}/{project}/{connection}``). Tokens live about 10 minutes, so smbridge asks
 for a fresh one at every AWS credential refresh.
+
+A refusal says why in the service's own words (its ``message``, or the start of the body),
+masked (the access token, and anything shaped like a token: a JWT, a ``Bearer`` value) before it
+is cut to ``ERROR_BODY_LIMIT`` characters, on one line.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from bridge.errors import CredentialsError
+from bridge.errors import CredentialsError, mask
 
 OIDC_API_VERSION = "7.1-preview.1"
+ERROR_BODY_LIMIT = 300  # characters of the service's answer kept in an error
+# Without it a refused access token gets HTTP 203 and an HTML sign-in page, not a 401.
+SUPPRESS_SIGN_IN = {"X-TFS-FedAuthRedirect": "Suppress"}
+# Tokens an error body may carry besides our access token: a JWT (an OIDC token, an Entra access
+# token) or an Authorization value echoed back.
+_TOKEN_SHAPES = (
+    re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),
+    re.compile(r"(?i)(?<=bearer )[A-Za-z0-9._~+/=-]{16,}"),
+)
+
+
+def error_detail(response: requests.Response, secrets: list[str]) -> str:
+    """What the service said about a refused request, fit for an error line: the JSON
+    ``message`` (else the body's text), on one line, every secret and token-shaped part masked
+    (first: a secret cut in two would no longer match), then cut. ``""`` for an empty body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        text = body["message"]
+    else:
+        text = response.text or ""
+        if "<html" in text[:500].lower():
+            return "an HTML sign-in page: the access token was refused"
+    text = " ".join(text.split())
+    found = [m.group() for shape in _TOKEN_SHAPES for m in shape.finditer(text)]
+    text = mask(text, [*secrets, *found])
+    if len(text) > ERROR_BODY_LIMIT:
+        text = text[:ERROR_BODY_LIMIT] + "…"
+    return text
 
 
 def _http_session() -> requests.Session:
@@ -88,7 +124,7 @@ class AzureDevOpsOidcTokenSource:
             response = self._session.post(
                 self._request_uri,
                 params=params,
-                headers={"Authorization": f"Bearer {self._access_token}"},
+                headers={"Authorization": f"Bearer {self._access_token}", **SUPPRESS_SIGN_IN},
                 json={},
                 timeout=self._timeout,
             )
@@ -97,10 +133,12 @@ class AzureDevOpsOidcTokenSource:
                 f"requesting the job's OIDC token failed: {type(exc).__name__}"
             ) from None
         if response.status_code != 200:
+            detail = error_detail(response, [self._access_token])
+            said = f" ({detail})" if detail else ""
             raise CredentialsError(
-                f"requesting the job's OIDC token failed: HTTP {response.status_code}; check that "
-                "the job may use System.AccessToken and, with a service connection id, that the "
-                "pipeline is authorised to use that connection"
+                f"requesting the job's OIDC token failed: HTTP {response.status_code}{said}; "
+                "check that the job may use System.AccessToken and, with a service connection "
+                "id, that the pipeline is authorised to use that connection"
             )
         try:
             token = response.json()["oidcToken"]

@@ -1,5 +1,6 @@
-"""The requests of ``smbridge ado`` (environments, check configurations, approvals), held against
-the official 7.1 specs and the recorded examples in reference/ado-examples/."""
+"""The requests of ``smbridge ado`` (environments, check configurations, pipeline permissions,
+approvals), held against the official 7.1 specs and the recorded examples in
+reference/ado-examples/."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import responses
 
-from bridge.azure_devops import approvals, environments
+from bridge.azure_devops import approvals, environments, permissions
 from bridge.azure_devops.client import AzureDevOpsClient
 from bridge.azure_devops.credentials import PatCredential
 from bridge.azure_devops.environments import ApprovalCheck, Environment, Identity
@@ -30,6 +31,11 @@ CHECK = ApprovalCheck(
 PRODUCTION = Environment(id=1, name="smbridge-demo-production")
 
 
+PERMISSIONS_GET = "pipelinePermissions-GET__GetPipelinePermissionsForResource.json"
+PERMISSIONS_PATCH = "pipelinePermissions-PATCH__UpdatePipelinePermissionsForResource.json"
+GRANT = "Pipeline Permissions_Update Pipeline Permisions For Resource"
+
+
 def example(name: str) -> dict[str, Any]:
     return json.loads((EXAMPLES / name).read_text(encoding="utf-8-sig"))
 
@@ -44,6 +50,9 @@ def recorded():
             return 200, {}, json.dumps({"id": APPROVAL_ID, "status": "pending"})
         if "/approvals" in request.url:
             return 200, {}, json.dumps({"count": 1, "value": [{"id": APPROVAL_ID}]})
+        if "/pipelinepermissions/" in request.url:
+            recorded = example(PERMISSIONS_GET if request.method == "GET" else PERMISSIONS_PATCH)
+            return 200, {}, json.dumps(recorded["responses"]["200"]["body"])
         if request.method == "GET":
             return 200, {}, json.dumps({"count": 0, "value": []})
         return 200, {}, json.dumps({"id": 7, "name": "n", "type": {}, "resource": {}})
@@ -75,6 +84,21 @@ CALLS = [
         "Check Configurations_Update",
         "7.1-preview.1",
         lambda c: environments.update_approval_check(c, "mlops", 22, PRODUCTION, CHECK),
+    ),
+    (
+        "Check Configurations_Add",
+        "7.1-preview.1",
+        lambda c: environments.add_exclusive_lock_check(c, "mlops", PRODUCTION),
+    ),
+    (
+        "Pipeline Permissions_Get",
+        "7.1-preview.1",
+        lambda c: permissions.get_permissions(c, "mlops", "environment", "1"),
+    ),
+    (
+        GRANT,
+        "7.1-preview.1",
+        lambda c: permissions.authorise_pipeline(c, "mlops", "environment", "1", 16),
     ),
     ("Approvals_Query", "7.1", lambda c: approvals.list_approvals(c, "mlops", top=10)),
     ("Approvals_Get", "7.1", lambda c: approvals.get_approval(c, "mlops", APPROVAL_ID)),
@@ -111,6 +135,43 @@ def test_check_configuration_body_matches_the_recorded_approval_example():
     assert body["settings"]["approvers"] == [{"id": APPROVER}]  # no "displayName": null
     for key in ("executionOrder", "instructions", "blockedApprovers"):
         assert body["settings"][key] == recorded_body["settings"][key]
+
+
+def test_exclusive_lock_body_is_the_documented_one():
+    """reference/README.md and Microsoft's Terraform provider (azuredevops_check_exclusive_lock):
+    type id 2ef31ad6-baa0-403a-8b45-2cbc9b4e5563, name ExclusiveLock, empty settings; the same
+    envelope (type, resource, timeout, settings) as the recorded Approval check example."""
+    recorded_body = example("configurations-POST__AddApprovalCheckConfiguration.json")
+    body = environments.exclusive_lock_check_body(PRODUCTION)
+    assert body.keys() == recorded_body["parameters"]["body"].keys()
+    assert body["type"] == {"id": "2ef31ad6-baa0-403a-8b45-2cbc9b4e5563", "name": "ExclusiveLock"}
+    assert body["resource"] == {"type": "environment", "id": "1", "name": PRODUCTION.name}
+    assert body["settings"] == {}
+    assert body["timeout"] == 43200  # the longest a check allows, as the provider's example
+
+
+def test_pipeline_permission_requests_are_the_recorded_ones():
+    """pipelinePermissions-GET/PATCH__…ForResource.json: same method, path (the examples write
+    pipelinePermissions, the spec pipelinepermissions; the service's routes ignore case) and
+    PATCH body."""
+    base = "https://dev.azure.com/fabrikam"
+    ours = {
+        PERMISSIONS_GET: permissions.get_permissions_request("RM", "queue", "1"),
+        PERMISSIONS_PATCH: permissions.authorise_pipeline_request("RM", "queue", "1", 16),
+    }
+    for name, request in ours.items():
+        recorded = example(name)
+        assert request.method == recorded["x-ms-vss-request-method"]
+        assert request.url(base).split("?")[0].lower() == recorded["x-ms-vss-request-url"].lower()
+        assert request.body == recorded["parameters"].get("body")
+
+
+def test_the_recorded_permissions_answer_is_read_as_the_pipelines_it_authorises():
+    answer = example(PERMISSIONS_GET)["responses"]["200"]["body"]
+    read = permissions._permissions(answer, "Pipeline Permissions - Get", "queue", "1")
+    assert read.pipelines == {6, 15, 16}
+    assert read.authorises(16) and not read.authorises(13)
+    assert not read.all_pipelines
 
 
 def test_approval_update_body_matches_the_recorded_example():
@@ -156,13 +217,18 @@ def _drop_nulls(value: Any) -> Any:
         ("approvals-PATCH__UpdateApproval.json", "7.1", "Approvals_Update"),
         ("configurations-GET__CheckConfigurationsOnResource.json", "7.1-preview.1",
          "Check Configurations_List"),
+        (PERMISSIONS_GET, "7.1-preview.1", "Pipeline Permissions_Get"),
+        (PERMISSIONS_PATCH, "7.1-preview.1", GRANT),
+        ("pipelinePermissions-PATCH__UpdatePipelinePermissionsForResources.json",
+         "7.1-preview.1", "Pipeline Permissions_Update Pipeline Permisions For Resources"),
     ],
 )  # fmt: skip
 def test_the_contract_accepts_the_recorded_requests(name, version, operation):
     """The recorded examples are 6.1-preview.1; their 7.1 twins must pass. The service takes
     ``"displayName": null``, which the spec types as a string: nulls are dropped here."""
     data = example(name)
-    url = data["x-ms-vss-request-url"]
+    # the service's routes ignore case; the specs (and our requests) write pipelinepermissions
+    url = data["x-ms-vss-request-url"].replace("pipelinePermissions", "pipelinepermissions")
     url += ("&" if "?" in url else "?") + f"api-version={version}"
     body = data["parameters"].get("body")
     body = json.dumps(_drop_nulls(body)) if body is not None else None
@@ -170,6 +236,8 @@ def test_the_contract_accepts_the_recorded_requests(name, version, operation):
 
 
 CHECKS_URL = "https://dev.azure.com/o/p/_apis/pipelines/checks/configurations"
+PERMISSIONS_URL = "https://dev.azure.com/o/p/_apis/pipelines/pipelinepermissions/environment/1"
+LOCK_BODY = environments.exclusive_lock_check_body(PRODUCTION)
 APPROVALS_URL = "https://dev.azure.com/o/p/_apis/pipelines/approvals"
 GOOD_BODY = environments.approval_check_body(PRODUCTION, CHECK)
 
@@ -211,6 +279,15 @@ def _with(path: tuple[str, ...], value: Any) -> dict[str, Any]:
          [{"approvalId": APPROVAL_ID, "decision": "approved"}], "unknown body property"),
         ("GET", "https://dev.azure.com/o/p/_apis/distributedtask/environments?top=1"
          "&api-version=7.1", None, "undeclared query parameter 'top'"),
+        ("POST", f"{CHECKS_URL}?api-version=7.1-preview.1",
+         {**LOCK_BODY, "settings": {"displayName": "x"}}, "an ExclusiveLock check has no settings"),
+        ("GET", f"{PERMISSIONS_URL}?api-version=7.1", None, "must be 7.1-preview.1"),
+        ("PATCH", f"{PERMISSIONS_URL}?api-version=7.1-preview.1",
+         {"pipelines": [{"id": "16", "authorized": True}]}, "is not of type 'integer'"),
+        ("PATCH", f"{PERMISSIONS_URL}?api-version=7.1-preview.1",
+         {"pipelines": [{"id": 16, "authorised": True}]}, "unknown body property 'authorised'"),
+        ("PATCH", f"{PERMISSIONS_URL}?api-version=7.1-preview.1",
+         {"pipelineIds": [16]}, "unknown body property 'pipelineIds'"),
     ],
 )  # fmt: skip
 def test_the_contract_rejects_what_the_service_would(method, url, body, problem):

@@ -4,7 +4,8 @@ Checked: method and path, the exact api-version the operation's spec names ('7.1
 '7.1-preview.1', ...), declared and required query parameters, integer path parameters, and the
 body against its schema (uuid formats included) with no property the schema does not declare
 (inherited ``allOf`` properties count). A check configuration's body is validated as the
-subtype its ``type.id`` names (``ApprovalCheckConfiguration`` for the Approval check), since the
+subtype its ``type.id`` names (``ApprovalCheckConfiguration`` for the Approval check,
+``GenericCheckConfiguration`` for the Exclusive Lock check, whose settings are empty), since the
 spec's ``CheckConfiguration`` declares no ``settings``."""
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ import jsonschema
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "reference"
 APPROVAL_CHECK_TYPE_ID = "8c6f20a7-a545-4486-9777-f762fafe0d4d"
+# reference/README.md; Microsoft's Terraform provider (azuredevops_check_exclusive_lock)
+EXCLUSIVE_LOCK_CHECK_TYPE_ID = "2ef31ad6-baa0-403a-8b45-2cbc9b4e5563"
 # Check configuration bodies: check type id -> the definition that declares its ``settings``.
 CHECK_CONFIGURATION_TYPES = {
     APPROVAL_CHECK_TYPE_ID: "ApprovalCheckConfiguration",
     "fe1de3ee-a436-41b4-bb20-f6eb4cb879a7": "TaskCheckConfiguration",
+    EXCLUSIVE_LOCK_CHECK_TYPE_ID: "GenericCheckConfiguration",
 }
 CHECK_CONFIGURATION_WRITES = ("Check Configurations_Add", "Check Configurations_Update")
 _FORMATS = jsonschema.FormatChecker(formats=["uuid"])
@@ -34,6 +38,7 @@ SPEC_FILES = (
     "ado-openapi-approvalsAndChecks-7.1-pipelinesapproval.json",
     "ado-openapi-approvalsAndChecks-7.1-pipelinesChecks.json",
     "ado-openapi-distributedTask-7.1-environments.json",
+    "ado-openapi-approvalsAndChecks-7.1-pipelinePermissions.json",
 )
 
 
@@ -130,6 +135,8 @@ class AzureDevOpsContract:
             assert key in document, f"{where}: body needs {key!r}"
         type_id = str((document.get("type") or {}).get("id", "")).lower()
         assert type_id in CHECK_CONFIGURATION_TYPES, f"{where}: unknown check type {type_id!r}"
+        if type_id == EXCLUSIVE_LOCK_CHECK_TYPE_ID:
+            assert document["settings"] == {}, f"{where}: an ExclusiveLock check has no settings"
         return {"$ref": f"#/definitions/{CHECK_CONFIGURATION_TYPES[type_id]}"}
 
     def _no_unknown_properties(

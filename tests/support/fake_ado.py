@@ -2,8 +2,9 @@
 400 for undeclared template parameters, 401 for a wrong credential (HTTP 203 and a sign-in page
 unless the request says ``X-TFS-FedAuthRedirect: Suppress``, as the service does), builds paged
 with ``x-ms-continuationtoken`` when ``builds_page_size`` is set, and injectable faults.
-Also environments, their check configurations and pipeline approvals (``smbridge ado``), with
-list responses wrapped as the service wraps them (``{"count", "value"}``).
+Also environments, their check configurations, pipeline permissions on them and pipeline
+approvals (``smbridge ado``), with list responses wrapped as the service wraps them
+(``{"count", "value"}``).
 Every request is held against the official OpenAPI specs (tests/support/ado_contract.py)."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ DECLARED_PARAMETERS = frozenset(
     {"modelPackageArn", "modelPackageGroupName", "modelPackageVersion", "sourceEventId"}
 )
 _CONTRACT = AzureDevOpsContract()
+ADMIN_ID = "3b3db741-9d03-4e32-a7c0-6c3dfc2013c1"
 SIGN_IN_PAGE = (
     "<!DOCTYPE html><html><head><title>Azure DevOps Services | Sign In</title></head></html>"
 )
@@ -60,6 +62,8 @@ class FakeAzureDevOps:
     environments: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (resourceType, resourceId) -> ResourcePipelinePermissions as the service keeps it
+    permissions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     admin_faults: deque[Fault] = field(default_factory=deque)  # next environment/check/approval
     completed_approval_status: int = 409  # what Approvals_Update answers for a non-pending one
     builds_page_size: int | None = None  # Builds_List: all in one answer unless set
@@ -279,6 +283,60 @@ class FakeAzureDevOps:
         check.update(json.loads(request.body), modifiedOn=_now())
         return 200, {}, json.dumps(check)
 
+    def permit(self, resource_type: str, resource_id: str, *pipeline_ids: int) -> dict[str, Any]:
+        """Authorise pipelines on a resource, as someone clicking Permit would."""
+        permissions = self._permissions_of(resource_type, resource_id)
+        for pipeline_id in pipeline_ids:
+            self._authorise(permissions, {"id": pipeline_id, "authorized": True})
+        return permissions
+
+    def _permissions_of(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        return self.permissions.setdefault(
+            (resource_type, resource_id),
+            {"resource": {"type": resource_type, "id": resource_id}, "pipelines": []},
+        )
+
+    def _authorise(self, permissions: dict[str, Any], item: dict[str, Any]) -> None:
+        pipelines = permissions["pipelines"]
+        pipelines[:] = [p for p in pipelines if p["id"] != item["id"]]
+        if item.get("authorized"):
+            pipelines.append(
+                {
+                    "id": item["id"],
+                    "authorized": True,
+                    "authorizedBy": {"id": ADMIN_ID, "displayName": "Admin"},
+                    "authorizedOn": _now(),
+                }
+            )
+
+    def _resource_of(self, request: Any) -> tuple[str, str] | None:
+        """(type, id) of a pipelinepermissions/{type}/{id} URL; ``None`` for an environment
+        that does not exist (the service answers 404)."""
+        *_, resource_type, resource_id = urlsplit(request.url).path.split("/")
+        if resource_type == "environment" and not any(
+            str(e["id"]) == resource_id for e in self.environments
+        ):
+            return None
+        return resource_type, resource_id
+
+    def _permissions_get(self, request: Any) -> tuple[int, dict[str, str], str]:
+        resource = self._resource_of(request)
+        if resource is None:
+            return 404, {}, json.dumps({"message": "Resource not found"})
+        return 200, {}, json.dumps(self._permissions_of(*resource))
+
+    def _permissions_update(self, request: Any) -> tuple[int, dict[str, str], str]:
+        resource = self._resource_of(request)
+        if resource is None:
+            return 404, {}, json.dumps({"message": "Resource not found"})
+        permissions = self._permissions_of(*resource)
+        body = json.loads(request.body)
+        for item in body.get("pipelines") or []:
+            self._authorise(permissions, item)
+        if body.get("allPipelines") is not None:
+            permissions["allPipelines"] = {"authorized": bool(body["allPipelines"]["authorized"])}
+        return 200, {}, json.dumps(permissions)
+
     def _approval_view(self, approval: dict[str, Any], expand: str) -> dict[str, Any]:
         if "steps" in expand:
             return approval
@@ -327,6 +385,10 @@ _ADMIN_HANDLERS = {
     "Check Configurations_List": FakeAzureDevOps._checks_list,
     "Check Configurations_Add": FakeAzureDevOps._checks_add,
     "Check Configurations_Update": FakeAzureDevOps._checks_update,
+    "Pipeline Permissions_Get": FakeAzureDevOps._permissions_get,
+    "Pipeline Permissions_Update Pipeline Permisions For Resource": (
+        FakeAzureDevOps._permissions_update
+    ),
     "Approvals_Query": FakeAzureDevOps._approvals_query,
     "Approvals_Get": FakeAzureDevOps._approvals_get,
     "Approvals_Update": FakeAzureDevOps._approvals_update,

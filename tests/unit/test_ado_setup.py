@@ -1,4 +1,5 @@
-"""``smbridge ado setup``: environments and the production Approval check, idempotently."""
+"""``smbridge ado setup``: environments, their Exclusive Lock checks, the production Approval
+check and the model-deploy pipeline's permission on both, idempotently."""
 
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ from bridge.azure_devops.credentials import (
     PatCredential,
     credential_from_environ,
 )
-from bridge.azure_devops.environments import APPROVAL_CHECK_TYPE_ID
+from bridge.azure_devops.environments import (
+    APPROVAL_CHECK_TYPE_ID,
+    EXCLUSIVE_LOCK_CHECK_TYPE_ID,
+)
 from bridge.cli_ado import add_ado_commands
 from bridge.errors import CredentialsError, UserError
 from bridge.output import Reporter
@@ -39,8 +43,10 @@ TOKEN = "SYSTEM-ACCESS-TOKEN-SENTINEL-51d2"
 ANN = "3b3db741-9d03-4e32-a7c0-6c3dfc2013c1"
 BOB = "0f4a1a2c-5e6d-4c3b-9a8f-7e6d5c4b3a21"
 CAROL = "9c2b7d0e-1f3a-4b5c-8d6e-2a1b0c9d8e7f"
+PIPELINE = 13  # model-deploy's id (the fake knows pipelines 12 and 13)
 SETTINGS = {
     "prefix": "smbridge-demo",
+    "pipeline_id": PIPELINE,
     "production_approval": {
         "approvers": [{"id": ANN, "display_name": "Ann"}, {"id": BOB}],
         "minimum_approvers": 1,
@@ -88,6 +94,27 @@ def methods(fake: FakeAzureDevOps) -> list[str]:
 # -- setup ----------------------------------------------------------------------------------------
 
 
+GRANT = "Pipeline Permissions_Update Pipeline Permisions For Resource"
+SECOND_RUN = [  # what a run that finds everything in place asks: reads only
+    "Environments_List",
+    "Environments_List",
+    "Check Configurations_List",
+    "Check Configurations_List",
+    "Pipeline Permissions_Get",
+    "Pipeline Permissions_Get",
+]
+
+
+def approval_checks(fake: FakeAzureDevOps) -> list[dict[str, Any]]:
+    return [c for c in fake.checks if c["type"].get("id") == APPROVAL_CHECK_TYPE_ID]
+
+
+def lock_checks(fake: FakeAzureDevOps) -> list[dict[str, Any]]:
+    return [
+        c for c in fake.checks if c["type"].get("id", "").lower() == EXCLUSIVE_LOCK_CHECK_TYPE_ID
+    ]
+
+
 def test_first_run_creates_both_environments_and_the_approval_check(fake, client):
     result = setup_environments(params(), client=client, reporter=Reporter())
 
@@ -96,16 +123,23 @@ def test_first_run_creates_both_environments_and_the_approval_check(fake, client
         ("smbridge-demo-production", "created"),
     ]
     assert result.approval_check.action == "created"
-    # a new environment has no checks: no List before the Add
+    # a new environment has no checks: no List before the Adds; the gate comes first
     assert fake.operations() == [
         "Environments_List",
         "Environments_Add",
         "Environments_List",
         "Environments_Add",
         "Check Configurations_Add",
+        "Check Configurations_Add",
+        "Check Configurations_Add",
+        "Pipeline Permissions_Get",
+        GRANT,
+        "Pipeline Permissions_Get",
+        GRANT,
     ]
-    assert result.requests_made == 5
-    (check,) = fake.checks
+    assert result.requests_made == 11
+    (check,) = approval_checks(fake)
+    assert fake.checks[0] is check  # production is gated before anything is locked
     production = next(e for e in fake.environments if e["name"] == "smbridge-demo-production")
     assert check["type"] == {"id": APPROVAL_CHECK_TYPE_ID, "name": "Approval"}
     assert check["resource"] == {
@@ -126,22 +160,20 @@ def test_first_run_creates_both_environments_and_the_approval_check(fake, client
 
 def test_second_run_makes_only_gets_and_changes_nothing(fake, client):
     setup_environments(params(), client=client, reporter=Reporter())
-    before = json.dumps([fake.environments, fake.checks])
+    before = json.dumps([fake.environments, fake.checks, list(fake.permissions.values())])
     fake.requests.clear()
 
     result = setup_environments(params(), client=client, reporter=Reporter())
 
-    assert methods(fake) == ["GET", "GET", "GET"]
-    assert fake.operations() == [
-        "Environments_List",
-        "Environments_List",
-        "Check Configurations_List",
-    ]
-    assert "%24expand=settings" in fake.requests[-1][1]  # settings are compared
+    assert set(methods(fake)) == {"GET"}
+    assert fake.operations() == SECOND_RUN
+    assert "%24expand=settings" in fake.requests[3][1]  # settings are compared
     assert [e.action for e in result.environments] == ["unchanged", "unchanged"]
     assert result.approval_check.action == "unchanged"
-    assert result.requests_made == 3
-    assert json.dumps([fake.environments, fake.checks]) == before
+    assert [c.action for c in result.exclusive_locks] == ["unchanged", "unchanged"]
+    assert [p.action for p in result.pipeline_permissions] == ["unchanged", "unchanged"]
+    assert result.requests_made == 6
+    assert json.dumps([fake.environments, fake.checks, list(fake.permissions.values())]) == before
 
 
 def test_a_changed_approver_list_is_one_patch_naming_the_field(fake, client, capsys):
@@ -151,15 +183,15 @@ def test_a_changed_approver_list_is_one_patch_naming_the_field(fake, client, cap
 
     result = setup_environments(changed, client=client, reporter=Reporter())
 
-    assert methods(fake) == ["GET", "GET", "GET", "PATCH"]
-    assert fake.operations()[-1] == "Check Configurations_Update"
+    assert methods(fake) == ["GET"] * 4 + ["PATCH"] + ["GET"] * 2
+    assert fake.operations()[4] == "Check Configurations_Update"
     assert result.approval_check.action == "updated"
     assert result.approval_check.changed == ["approvers"]
     assert [a["id"] for a in fake.checks[0]["settings"]["approvers"]] == [ANN, CAROL]
     assert "updated (id 20): approvers" in capsys.readouterr().out
     fake.requests.clear()
     assert setup_environments(changed, client=client).approval_check.action == "unchanged"
-    assert methods(fake) == ["GET", "GET", "GET"]
+    assert set(methods(fake)) == {"GET"}
 
 
 def test_approver_order_and_id_case_do_not_count_in_any_order(fake, client):
@@ -215,16 +247,40 @@ def test_existing_environments_with_other_checks_get_the_approval_check(fake, cl
     assert [e.action for e in result.environments] == ["unchanged", "unchanged"]
     assert result.environments[1].id == production["id"]
     assert result.approval_check.action == "created"
-    assert fake.operations()[-2:] == ["Check Configurations_List", "Check Configurations_Add"]
+    assert fake.operations()[2:7] == [
+        "Check Configurations_List",
+        "Check Configurations_List",
+        "Check Configurations_Add",  # Approval
+        "Check Configurations_Add",  # ExclusiveLock, staging
+        "Check Configurations_Add",  # ExclusiveLock, production
+    ]
 
 
 def test_two_approval_checks_are_refused_without_any_write(fake, client):
     setup_environments(params(), client=client)
     fake.add_check(dict(fake.checks[0]))
     fake.requests.clear()
-    with pytest.raises(UserError, match=r"has 2 Approval checks \(ids 20, 21\); expected one"):
+    with pytest.raises(UserError, match=r"has 2 Approval checks \(ids 20, 23\); expected one"):
         setup_environments(params(), client=client)
     assert set(methods(fake)) == {"GET"}
+
+
+def test_setup_reads_both_environments_checks_before_writing_any(fake, client):
+    """Two Approval checks on production: not even staging's missing lock is created."""
+    fake.add_environment("smbridge-demo-staging")
+    production = fake.add_environment("smbridge-demo-production")
+    body = {
+        "type": {"id": APPROVAL_CHECK_TYPE_ID, "name": "Approval"},
+        "resource": {"type": "environment", "id": str(production["id"]), "name": "x"},
+        "timeout": 60,
+        "settings": {"approvers": [{"id": ANN}]},
+    }
+    fake.add_check(body)
+    fake.add_check(body)
+    with pytest.raises(UserError, match="has 2 Approval checks"):
+        setup_environments(params(), client=client)
+    assert set(methods(fake)) == {"GET"}
+    assert lock_checks(fake) == []
 
 
 def test_an_environment_created_concurrently_is_found_again(fake, client, monkeypatch):
@@ -259,19 +315,288 @@ def test_dry_run_makes_no_request_and_prints_the_plan(fake, capsys):
         ("POST", "if it does not exist"),
         ("GET", ""),
         ("POST", "if it does not exist"),
+        ("GET", "if smbridge-demo-staging already exists"),
         ("GET", "if smbridge-demo-production already exists"),
         ("POST", "if it has no Approval check"),
         ("PATCH", "if its Approval check differs"),
+        ("POST", "if it has no Exclusive Lock check"),
+        ("POST", "if it has no Exclusive Lock check"),
+        ("GET", ""),
+        ("PATCH", "if pipeline 13 is not authorised on smbridge-demo-staging"),
+        ("GET", ""),
+        ("PATCH", "if pipeline 13 is not authorised on smbridge-demo-production"),
     ]
     assert "resourceId={id of smbridge-demo-production}" in out
     assert "/configurations/{check id}?api-version=7.1-preview.1" in out
-    assert result.planned_requests[5].body["resource"]["id"] == "{id of smbridge-demo-production}"
+    assert result.planned_requests[6].body["resource"]["id"] == "{id of smbridge-demo-production}"
+    # the Exclusive Lock checks (model-deploy.yml's lockBehavior: sequential needs them)
+    for request, name in zip(result.planned_requests[8:10], ("staging", "production"), strict=True):
+        assert request.body["type"]["id"] == EXCLUSIVE_LOCK_CHECK_TYPE_ID
+        assert request.body["resource"]["id"] == f"{{id of smbridge-demo-{name}}}"
+        assert request.body["settings"] == {}
+    # the pipeline permissions, path placeholders shown as written
+    assert (
+        "/pipelines/pipelinepermissions/environment/{id of smbridge-demo-staging}"
+        "?api-version=7.1-preview.1" in out
+    )
+    assert result.planned_requests[11].body == {"pipelines": [{"id": 13, "authorized": True}]}
+    assert [c.action for c in result.exclusive_locks] == ["planned", "planned"]
+    assert [p.action for p in result.pipeline_permissions] == ["planned", "planned"]
     assert "(none made)" in out
 
 
 def test_setup_without_a_client_is_a_user_error():
     with pytest.raises(UserError, match="needs an Azure DevOps client"):
         setup_environments(params(), client=None)
+
+
+# -- Exclusive Lock checks (issue 8 item 15) ------------------------------------------------------
+# Source: Microsoft's "Approvals and checks" (Exclusive lock): a stage's lockBehavior (model-deploy
+# says sequential) only orders runs on resources that carry an Exclusive Lock check; its type id
+# and name as reference/README.md and Microsoft's Terraform provider
+# (azuredevops_check_exclusive_lock) give them, with empty settings.
+
+
+def test_both_environments_get_an_exclusive_lock_check(fake, client, capsys):
+    result = setup_environments(params(), client=client, reporter=Reporter())
+
+    environments = {e["name"]: str(e["id"]) for e in fake.environments}
+    assert [(c["resource"]["name"], c["resource"]["id"]) for c in lock_checks(fake)] == [
+        ("smbridge-demo-staging", environments["smbridge-demo-staging"]),
+        ("smbridge-demo-production", environments["smbridge-demo-production"]),
+    ]
+    for check in lock_checks(fake):
+        assert check["type"] == {"id": EXCLUSIVE_LOCK_CHECK_TYPE_ID, "name": "ExclusiveLock"}
+        assert check["resource"]["type"] == "environment"
+        assert check["settings"] == {}
+        assert check["timeout"] == 43200
+    assert [(c.environment, c.action) for c in result.exclusive_locks] == [
+        ("smbridge-demo-staging", "created"),
+        ("smbridge-demo-production", "created"),
+    ]
+    out = capsys.readouterr().out
+    assert "Exclusive Lock check on smbridge-demo-staging: created (id 21)" in out
+    assert "Exclusive Lock check on smbridge-demo-production: created (id 22)" in out
+
+
+def test_an_exclusive_lock_already_there_is_kept_as_it_is(fake, client):
+    """One made elsewhere (Terraform sends the id upper-case and a displayName) counts; one
+    known only by its type name counts too: no second lock, no write."""
+    staging = fake.add_environment("smbridge-demo-staging")
+    production = fake.add_environment("smbridge-demo-production")
+    fake.add_check(
+        {
+            "type": {"id": EXCLUSIVE_LOCK_CHECK_TYPE_ID.upper()},
+            "resource": {"type": "environment", "id": str(staging["id"])},
+            "timeout": 1440,
+            "settings": {"displayName": "Managed by Terraform"},
+        }
+    )
+    fake.add_check(
+        {
+            "type": {"name": "ExclusiveLock"},
+            "resource": {"type": "environment", "id": str(production["id"])},
+            "timeout": 60,
+            "settings": {},
+        }
+    )
+    result = setup_environments(params(), client=client)
+    assert [c.action for c in result.exclusive_locks] == ["unchanged", "unchanged"]
+    assert [c.id for c in result.exclusive_locks] == [20, 21]
+    assert fake.operations().count("Check Configurations_Add") == 1  # the Approval check
+    assert len(fake.checks) == 3
+    assert fake.checks[0]["timeout"] == 1440  # not rewritten
+
+
+def test_a_disabled_exclusive_lock_is_a_warning(fake, client, capsys):
+    setup_environments(params(), client=client)
+    lock_checks(fake)[1]["isDisabled"] = True
+    capsys.readouterr()
+    fake.requests.clear()
+    setup_environments(params(), client=client, reporter=Reporter())
+    err = capsys.readouterr().err
+    assert "warning: the Exclusive Lock check 22 on smbridge-demo-production is disabled" in err
+    assert "PATCH" not in methods(fake)
+
+
+def test_a_setup_cut_short_never_leaves_production_authorised_but_ungated(fake, client):
+    """The Approval check (model-deploy.yml's manual gate) is the first write: if it fails,
+    neither a lock nor the pipeline's permission has been written."""
+    fake.add_environment("smbridge-demo-staging")
+    fake.add_environment("smbridge-demo-production")
+    import tests.support.fake_ado as fake_module
+
+    calls: list[str] = []
+    original = fake_module._ADMIN_HANDLERS["Check Configurations_Add"]
+
+    def failing_add(self: FakeAzureDevOps, request: Any) -> tuple[int, dict[str, str], str]:
+        calls.append(json.loads(request.body)["type"]["id"])
+        if len(calls) == 1:
+            return 500, {}, json.dumps({"message": "boom"})
+        return original(self, request)
+
+    handlers = {**fake_module._ADMIN_HANDLERS, "Check Configurations_Add": failing_add}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fake_module, "_ADMIN_HANDLERS", handlers)
+        with pytest.raises(AzureDevOpsError, match="Add Approval"):
+            setup_environments(params(), client=client)
+    assert calls == [APPROVAL_CHECK_TYPE_ID]  # the gate is the first write
+    assert fake.checks == []
+    assert GRANT not in fake.operations()  # the pipeline may not use production yet
+
+
+# -- the model-deploy pipeline's permission on both environments (issue 8 item 16) ---------------
+# Source: reference/ado-openapi-approvalsAndChecks-7.1-pipelinePermissions.json (Pipeline
+# Permissions - Get / Update Pipeline Permisions For Resource, api-version 7.1-preview.1) and the
+# recorded example pipelinePermissions-PATCH__UpdatePipelinePermissionsForResource.json; a run
+# started through the REST API stops at "needs permission" on an environment its pipeline may
+# not use (Microsoft docs, "Pipeline permissions" and "Resource authorization":
+# https://learn.microsoft.com/azure/devops/pipelines/process/resources#resource-authorization).
+
+
+def test_the_pipeline_is_authorised_on_both_environments(fake, client, capsys):
+    result = setup_environments(params(), client=client, reporter=Reporter())
+
+    grants = [(url, json.loads(body)) for _, url, body, op in fake.requests if op == GRANT]
+    environments = {e["name"]: e["id"] for e in fake.environments}
+    assert [url.split("?")[0].rsplit("/", 2)[-2:] for url, _ in grants] == [
+        ["environment", str(environments["smbridge-demo-staging"])],
+        ["environment", str(environments["smbridge-demo-production"])],
+    ]
+    assert all("api-version=7.1-preview.1" in url for url, _ in grants)
+    assert [body for _, body in grants] == [{"pipelines": [{"id": 13, "authorized": True}]}] * 2
+    for environment_id in environments.values():
+        pipelines = fake.permissions[("environment", str(environment_id))]["pipelines"]
+        assert [(p["id"], p["authorized"]) for p in pipelines] == [(13, True)]
+    assert [(p.environment, p.action) for p in result.pipeline_permissions] == [
+        ("smbridge-demo-staging", "authorised"),
+        ("smbridge-demo-production", "authorised"),
+    ]
+    assert "pipeline 13 on smbridge-demo-production: authorised" in capsys.readouterr().out
+
+
+def test_a_pipeline_already_authorised_is_not_patched(fake, client):
+    staging = fake.add_environment("smbridge-demo-staging")
+    production = fake.add_environment("smbridge-demo-production")
+    fake.permit("environment", str(staging["id"]), 6, 13)  # by hand, with another pipeline
+    fake.permissions[("environment", str(production["id"]))] = {
+        "resource": {"type": "environment", "id": str(production["id"])},
+        "allPipelines": {"authorized": True},  # open access: every pipeline may use it
+        "pipelines": [{"id": 13, "authorized": False}],
+    }
+    result = setup_environments(params(), client=client)
+    assert GRANT not in fake.operations()
+    assert [(p.action, p.all_pipelines) for p in result.pipeline_permissions] == [
+        ("unchanged", False),
+        ("unchanged", True),
+    ]
+
+
+def test_only_the_pipeline_itself_is_added_to_those_already_authorised(fake, client):
+    staging = fake.add_environment("smbridge-demo-staging")
+    fake.permit("environment", str(staging["id"]), 6)
+    fake.permit("environment", str(staging["id"]), 12)
+    fake.permissions[("environment", str(staging["id"]))]["pipelines"][1]["authorized"] = False
+    result = setup_environments(params(), client=client)
+    assert result.pipeline_permissions[0].action == "authorised"
+    pipelines = fake.permissions[("environment", str(staging["id"]))]["pipelines"]
+    assert {p["id"]: p["authorized"] for p in pipelines} == {6: True, 12: False, 13: True}
+    fake.requests.clear()
+    setup_environments(params(), client=client)
+    assert fake.operations() == SECOND_RUN
+
+
+def test_an_authorisation_the_answer_does_not_show_is_an_error(fake, client, monkeypatch):
+    import tests.support.fake_ado as fake_module
+
+    def ignoring(self: FakeAzureDevOps, request: Any) -> tuple[int, dict[str, str], str]:
+        return FakeAzureDevOps._permissions_get(self, request)  # answers, changes nothing
+
+    monkeypatch.setattr(
+        fake_module, "_ADMIN_HANDLERS", {**fake_module._ADMIN_HANDLERS, GRANT: ignoring}
+    )
+    with pytest.raises(AzureDevOpsError) as caught:
+        setup_environments(params(), client=client)
+    assert str(caught.value).startswith(
+        "Pipeline Permissions - Update (authorise pipeline 13) on environment 1 in mlops: "
+        "HTTP 200 with pipeline 13 still not authorized in the answer"
+    )
+
+
+def test_without_a_pipeline_id_setup_warns_and_authorises_nothing(fake, client, capsys):
+    result = setup_environments(params(pipeline_id=None), client=client, reporter=Reporter())
+    assert not [op for op in fake.operations() if op.startswith("Pipeline Permissions")]
+    assert result.pipeline_permissions == []
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1
+    assert "warning: no model-deploy pipeline id (azure_devops.environments.pipeline_id or " in err
+    assert result.warnings == [err.strip().removeprefix("warning: ")]
+
+
+def test_a_pipeline_id_must_be_positive():
+    settings = {**SETTINGS, "pipeline_id": 0}
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        EnvironmentsSettings.model_validate(settings)
+
+
+# -- requesterCannotBeApprover with the trigger as approver (issue 8 item 18) ----------------------
+# Source: ApprovalConfigSettings.requesterCannotBeApprover (pipelinesChecks spec: "Determines
+# whether check requester can approve the check"): the identity that queued a run cannot approve
+# it, so if the trigger's identity is needed to reach minRequiredApprovers, no triggered run can
+# ever pass the gate.
+
+
+def trigger_params(approvers: list[str], minimum: int = 1, **changes: Any) -> SetupParams:
+    settings = json.loads(json.dumps(SETTINGS))
+    settings["trigger_identity"] = ANN
+    settings["production_approval"].update(
+        approvers=[{"id": a} for a in approvers], minimum_approvers=minimum, **changes
+    )
+    return SetupParams.from_settings(
+        EnvironmentsSettings.model_validate(settings), organization="contoso", project="mlops"
+    )
+
+
+@pytest.mark.parametrize(
+    ("approvers", "minimum", "why"),
+    [
+        ([ANN], 1, f"the trigger's identity {ANN} is its only approver"),
+        ([ANN, BOB], 2, f"the trigger's identity {ANN} leaves 1 of the 2 required approvers"),
+    ],
+)
+def test_a_trigger_that_cannot_approve_its_own_runs_is_one_warning(
+    fake, client, capsys, approvers, minimum, why
+):
+    result = setup_environments(trigger_params(approvers, minimum), client=client)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: ")
+    assert "the Approval check on smbridge-demo-production can never pass" in err
+    assert why in err
+    assert "set requester_cannot_approve: false" in err
+    assert result.warnings == [err.strip().removeprefix("warning: ")]
+    assert result.approval_check.action == "created"  # a warning, not a refusal
+
+
+@pytest.mark.parametrize(
+    ("approvers", "minimum", "changes"),
+    [
+        ([ANN, BOB], 1, {}),  # Bob can approve
+        ([BOB], 1, {}),  # the trigger is no approver
+        ([ANN], 1, {"requester_cannot_approve": False}),
+    ],
+)
+def test_no_warning_when_someone_else_can_approve(
+    fake, client, capsys, approvers, minimum, changes
+):
+    result = setup_environments(trigger_params(approvers, minimum, **changes), client=client)
+    assert capsys.readouterr().err == ""
+    assert result.warnings == []
+
+
+def test_the_dry_run_warns_too(capsys):
+    result = setup_environments(trigger_params([ANN]).model_copy(update={"dry_run": True}))
+    assert "can never pass for runs the trigger queues" in capsys.readouterr().err
+    assert len(result.warnings) == 1
 
 
 # -- parameters ---------------------------------------------------------------------------------
@@ -445,7 +770,7 @@ def test_cli_setup_twice_then_json(smbridge, fake, monkeypatch, capsys):
     second = capsys.readouterr()
     document = json.loads(second.out)  # exactly one JSON document on stdout
     assert document["approval_check"]["action"] == "unchanged"
-    assert document["requests_made"] == 3
+    assert document["requests_made"] == 6
     assert set(methods(fake)) == {"GET"}
     for stream in (first.out, first.err, second.out, second.err):
         assert PAT not in stream
@@ -463,7 +788,7 @@ def test_cli_dry_run_needs_no_credential_and_sends_nothing(smbridge, fake, capsy
     assert smbridge(["ado", "setup", "--dry-run", "--output", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert fake.requests == []
-    assert len(document["planned_requests"]) == 7
+    assert len(document["planned_requests"]) == 14
 
 
 def test_cli_without_a_credential_is_one_line_exit_6(smbridge, fake, capsys):
@@ -527,3 +852,71 @@ def test_the_bridge_yaml_section_builds_the_params(tmp_path):
         config.azure_devops.environments, organization="contoso", project="mlops"
     )
     assert built == params()
+
+
+def _write_config(tmp_path: Path, settings: dict[str, Any]) -> None:
+    import yaml
+
+    section = {"organization": "contoso", "project": "mlops", "environments": settings}
+    (tmp_path / "bridge.yaml").write_text(yaml.safe_dump({"azure_devops": section}))
+
+
+def test_cli_pipeline_id_flag_overrides_the_config(smbridge, fake, monkeypatch, capsys):
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", PAT)
+    assert smbridge(["ado", "setup", "--pipeline-id", "12", "--output", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [p["pipeline_id"] for p in document["pipeline_permissions"]] == [12, 12]
+    for permissions in fake.permissions.values():
+        assert [p["id"] for p in permissions["pipelines"]] == [12]
+
+
+def test_cli_without_a_pipeline_id_warns_in_one_line(smbridge, fake, monkeypatch, tmp_path, capsys):
+    _write_config(tmp_path, {k: v for k, v in SETTINGS.items() if k != "pipeline_id"})
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", PAT)
+    assert smbridge(["ado", "setup"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("warning: no model-deploy pipeline id")
+    assert "smbridge-demo-staging and smbridge-demo-production" in err
+
+
+def test_cli_warns_when_the_trigger_is_the_only_approver(
+    smbridge, fake, monkeypatch, tmp_path, capsys
+):
+    """Source: ApprovalConfigSettings.requesterCannotBeApprover (pipelinesChecks spec)."""
+    settings = json.loads(json.dumps(SETTINGS))
+    settings["trigger_identity"] = ANN
+    settings["production_approval"]["approvers"] = [{"id": ANN, "display_name": "Ann"}]
+    _write_config(tmp_path, settings)
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", PAT)
+    assert smbridge(["ado", "setup", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(
+        "warning: the Approval check on smbridge-demo-production can never pass for runs the "
+        f"trigger queues: requester_cannot_approve is set and the trigger's identity Ann ({ANN}) "
+        "is its only approver"
+    )
+
+
+@pytest.mark.parametrize(("stored", "order"), [(1, "anyOrder"), (2, "inSequence")])
+def test_cli_rerun_against_an_execution_order_number_makes_no_write(
+    smbridge, fake, monkeypatch, tmp_path, capsys, stored, order
+):
+    """Source: ApprovalExecutionOrder (ApprovalConfig, pipelinesChecks spec) names anyOrder and
+    inSequence; a check made elsewhere can hold the enum's number (1, 2) instead
+    (environments.EXECUTION_ORDER_NUMBERS). Re-running ``smbridge ado setup`` must not PATCH."""
+    settings = json.loads(json.dumps(SETTINGS))
+    settings["production_approval"]["execution_order"] = order
+    _write_config(tmp_path, settings)
+    monkeypatch.setenv("SMBRIDGE_ADO_PAT", PAT)
+    assert smbridge(["ado", "setup"]) == 0
+    (check,) = approval_checks(fake)
+    check["settings"]["executionOrder"] = stored
+    fake.requests.clear()
+    capsys.readouterr()
+    assert smbridge(["ado", "setup", "--output", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["approval_check"]["action"] == "unchanged"
+    assert set(methods(fake)) == {"GET"}
+    assert check["settings"]["executionOrder"] == stored

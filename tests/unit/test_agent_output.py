@@ -57,3 +57,19 @@ def test_json_mode_keeps_stdout_for_the_result():
     reporter.result({"status": "ok"})
     assert json.loads(out.getvalue()) == {"status": "ok"}
     assert "progress" in err.getvalue()
+
+
+def test_neutralised_text_reads_like_the_agents_own_and_only_on_an_agent(monkeypatch):
+    """``#`` -> ``*`` (the agent's own ``**vso`` rewrite); off an agent text is printed as is."""
+    hostile = "a ##vso[task.complete result=Succeeded]b\n##[error]c"
+    assert agent.neutralize(hostile) == "a **vso[task.complete result=Succeeded]b\n**[error]c"
+    assert agent.log_issue("error", hostile) == (
+        "##vso[task.logissue type=error]a **vso[task.complete result=Succeeded]b%0A**[error]c"
+    )
+    out = io.StringIO()
+    Reporter("text", out=out).info(hostile)
+    assert out.getvalue() == hostile + "\n"
+    monkeypatch.setenv("TF_BUILD", "True")
+    out = io.StringIO()
+    Reporter("text", out=out).info(hostile)
+    assert out.getvalue() == agent.neutralize(hostile) + "\n"

@@ -14,6 +14,8 @@ from bridge.cli import main
 
 ROLE = "arn:aws:iam::123456789012:role/exec"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# A well-formed ARN (botocore's model pattern): the requests are held to it (tests/conftest.py)
+EXECUTION_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/p/execution/abc123"
 STAGING = str(REPO_ROOT / "model-deploy" / "config" / "staging.json")
 TEMPLATES = str(REPO_ROOT / "model-deploy" / "templates")
 PAYLOAD = str(REPO_ROOT / "model-deploy" / "tests" / "payload.csv")
@@ -78,8 +80,8 @@ def no_aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ["pipeline", "upsert", "--dry-run"],
         ["pipeline", "start", "--dry-run", "--param", "AucThreshold=0.8", "--wait"],
         ["pipeline", "status", "--dry-run"],
-        ["pipeline", "status", "--dry-run", "--execution-arn", "arn:aws:sagemaker:x"],
-        ["pipeline", "stop", "--dry-run", "--execution-arn", "arn:aws:sagemaker:x"],
+        ["pipeline", "status", "--dry-run", "--execution-arn", EXECUTION_ARN],
+        ["pipeline", "stop", "--dry-run", "--execution-arn", EXECUTION_ARN],
         ["pipeline", "upsert", "--dry-run", "--role-arn", "arn:aws:iam::123456789012:role/ci"],
         ["prepare", "--dry-run", "--group", "g", "--out", "o", "--stage-config", STAGING],
         ["deploy", "--dry-run", "--stage", "staging", "--model-package-arn", PACKAGE,
@@ -100,7 +102,7 @@ def test_dry_runs_make_no_aws_call(project, no_aws_calls, capsys, argv):
 
 def test_the_guard_itself_catches_calls(project, no_aws_calls):
     """Without --dry-run the same command does reach botocore: the guard can fail."""
-    assert main(["pipeline", "status", "--execution-arn", "arn:aws:sagemaker:x"]) == 1
+    assert main(["pipeline", "status", "--execution-arn", EXECUTION_ARN]) == 1
     assert no_aws_calls == ["DescribePipelineExecution"]
 
 
@@ -203,7 +205,7 @@ def test_json_output_is_one_document(project, capsys):
 def test_no_credentials_is_exit_6(project, monkeypatch, capsys):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name)
-    assert main(["pipeline", "status", "--execution-arn", "arn:aws:sagemaker:x"]) == 6
+    assert main(["pipeline", "status", "--execution-arn", EXECUTION_ARN]) == 6
     assert "no AWS credentials" in capsys.readouterr().err
 
 

@@ -425,6 +425,26 @@ def test_definition_chains_preprocess_train_evaluate_condition(offline_build: Re
 
 
 @pytest.mark.slow
+def test_definition_creates_no_experiment_or_trial(offline_build: Recorded) -> None:
+    """Issue 8, item 12. Source: the SDK's ``Pipeline(pipeline_experiment_config=...)`` defaults
+    to ``PipelineExperimentConfig(PIPELINE_NAME, PIPELINE_EXECUTION_ID)`` in the regions listed in
+    ``sagemaker.mlops.workflow._utils.EUREKA_GA_REGIONS`` (eu-west-1 among them); SageMaker then
+    creates an experiment and a trial per execution as the execution role, which would need
+    sagemaker:CreateExperiment, CreateTrial, AssociateTrialComponent, ... (infra/automation-
+    account.yaml grants none). model-build/pipeline.py turns it off: nothing reads them."""
+    from sagemaker.mlops.workflow._utils import EUREKA_GA_REGIONS
+    from sagemaker.mlops.workflow.pipeline import Pipeline
+
+    default = inspect.signature(Pipeline).parameters["pipeline_experiment_config"].default
+    assert default is not None, _sdk_changed("no default PipelineExperimentConfig any more")
+    assert REGION in EUREKA_GA_REGIONS, _sdk_changed(f"the default is not applied in {REGION}")
+    document = offline_build.built.document
+    assert document.get("PipelineExperimentConfig") is None
+    assert "ExperimentName" not in offline_build.built.definition_json
+    assert "TrialName" not in offline_build.built.definition_json
+
+
+@pytest.mark.slow
 def test_definition_registers_on_auc_or_fails_with_it(offline_build: Recorded) -> None:
     document = offline_build.built.document
     auc = {

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import io
+import json
 import os
 import signal
+import threading
 
+import boto3
 import pytest
 
 from bridge.agent import AgentRun
+from bridge.aws.session import CLIENT_CONFIG
 from bridge.aws.waiter import PollPolicy
 from bridge.errors import Cancelled, ExecutionFailed, ParameterError, UserError, WaitTimeout
 from bridge.output import Reporter
@@ -19,7 +25,7 @@ from bridge.pipeline import (
     start_pipeline,
     stop_pipeline,
 )
-from tests.support.fakes import ScriptedStep
+from tests.support.fakes import ScriptedStep, StaticClients, _ServiceError
 
 PARAMETERS = [
     {"Name": "InputDataUrl", "Type": "String", "DefaultValue": "s3://b/data.csv"},
@@ -237,3 +243,190 @@ def test_poll_policy_resets_on_change():
     assert policy.next_interval(5, changed=False) == 10
     assert policy.next_interval(40, changed=False) == 60
     assert policy.next_interval(60, changed=True) == 5
+
+
+# -- cancelled while StartPipelineExecution is in flight (issue 8, item 3) ----------------------
+# The agent cancels with SIGINT, then SIGTERM 7.5 s later, then kills the tree 2.5 s after that
+# (reference/README.md). StartPipelineExecution is idempotent on ClientRequestToken: botocore's
+# SageMaker model marks the member `idempotencyToken`, and the API reference says "An idempotent
+# operation completes no more than once" (the same token returns the same execution).
+
+
+def _start_cancelled_in_flight(fake_sagemaker, when: str, interrupt):
+    """The first StartPipelineExecution is interrupted: after SageMaker started the execution
+    (the response is lost) or before the request reached it."""
+    original = fake_sagemaker.op_StartPipelineExecution
+    seen = []
+
+    def start(body):
+        seen.append(body)
+        if len(seen) > 1:
+            return original(body)
+        if when == "after":
+            original(body)
+        interrupt()
+        raise AssertionError("the interrupt did not interrupt")
+
+    fake_sagemaker.op_StartPipelineExecution = start
+    return seen
+
+
+def _sigint():
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _keyboard_interrupt():
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("interrupt", [_sigint, _keyboard_interrupt], ids=["SIGINT", "Ctrl-C"])
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_cancel_during_start_stops_the_execution_it_started(
+    fake_clients, fake_sagemaker, clock, reporter, when, interrupt
+):
+    fake_sagemaker.add_pipeline("demo", PARAMETERS)
+    fake_sagemaker.script = [ScriptedStep("Train", 0, 7200)]
+    seen = _start_cancelled_in_flight(fake_sagemaker, when, interrupt)
+    rep, _, err = reporter
+    try:
+        _start(fake_clients, clock, rep, wait=True, parameters={"AucThreshold": "0.8"})
+    except KeyboardInterrupt:  # (not pytest.raises: pytest ends the session on this one)
+        pytest.fail("KeyboardInterrupt escaped start_pipeline: the execution was left running")
+    except Cancelled as exc:
+        cancelled = exc
+    else:
+        pytest.fail("start_pipeline returned after a cancel")
+    assert cancelled.exit_code == 130
+    # Asked again with the same token and parameters: one execution, never two.
+    assert len(seen) == 2 and seen[0] == seen[1]
+    (execution,) = fake_sagemaker.executions.values()
+    assert execution.token == seen[0]["ClientRequestToken"]
+    stops = [b for op, b, _ in fake_sagemaker.calls if op == "StopPipelineExecution"]
+    assert [s["PipelineExecutionArn"] for s in stops] == [execution.arn]
+    assert execution.stopped_at is not None
+    assert f"stop requested for {execution.arn}" in str(cancelled)
+    assert "StartPipelineExecution was in flight" in err.getvalue()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigterm_during_the_recovery_does_not_interrupt_it(
+    fake_clients, fake_sagemaker, clock, reporter
+):
+    """SIGINT interrupts the start; SIGTERM arrives while the start is repeated: both the repeat
+    and the stop still go through."""
+    fake_sagemaker.add_pipeline("demo", PARAMETERS)
+    fake_sagemaker.script = [ScriptedStep("Train", 0, 7200)]
+    original = fake_sagemaker.op_StartPipelineExecution
+    calls = []
+
+    def start(body):
+        calls.append(body)
+        if len(calls) == 1:
+            original(body)
+            os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(body)
+
+    fake_sagemaker.op_StartPipelineExecution = start
+    with pytest.raises(Cancelled, match="cancelled by SIGINT: stop requested"):
+        _start(fake_clients, clock, reporter[0], wait=True)
+    (execution,) = fake_sagemaker.executions.values()
+    assert execution.stopped_at is not None
+
+
+def test_cancel_during_start_without_an_arn_does_not_claim_a_stop(
+    fake_clients, fake_sagemaker, clock, reporter
+):
+    """The repeated start fails too: nothing was stopped, and the message says so."""
+    fake_sagemaker.add_pipeline("demo", PARAMETERS)
+    original = fake_sagemaker.op_StartPipelineExecution
+    calls = []
+
+    def start(body):
+        calls.append(body)
+        if len(calls) == 1:
+            original(body)
+            _sigint()
+        raise _ServiceError("ResourceLimitExceeded", "too many executions")
+
+    fake_sagemaker.op_StartPipelineExecution = start
+    with pytest.raises(Cancelled) as info:
+        _start(fake_clients, clock, reporter[0], wait=True)
+    message = str(info.value)
+    assert info.value.exit_code == 130
+    assert "stop requested" not in message
+    assert "could not learn whether one started" in message and "none was stopped" in message
+    assert "ResourceLimitExceeded" in message
+    assert "pipeline status --pipeline-name demo" in message
+    assert "StopPipelineExecution" not in fake_sagemaker.operations()
+
+
+def test_cancel_after_start_names_the_stop(fake_clients, fake_sagemaker, clock, reporter):
+    """Cancelled while waiting, the message says a stop was requested (not that it ended)."""
+    fake_sagemaker.add_pipeline("demo", PARAMETERS)
+    fake_sagemaker.script = [ScriptedStep("Train", 0, 7200)]
+    clock.on_sleep.append(lambda c: _sigint() if c.now > 100 else None)
+    with pytest.raises(Cancelled) as info:
+        _start(fake_clients, clock, reporter[0], wait=True)
+    (execution,) = fake_sagemaker.executions.values()
+    assert str(info.value) == f"cancelled by SIGINT: stop requested for {execution.arn}"
+
+
+@pytest.mark.parametrize("during", ["StartPipelineExecution", "DescribePipelineExecution"])
+def test_sigint_while_a_request_waits_on_the_socket(fake_sagemaker, clock, reporter, during):
+    """The real path: SIGINT reaches the main thread while botocore (the CLI's client config,
+    standard retries) waits on a real socket for SageMaker's answer (a loopback server answering
+    as FakeSageMaker), which never comes. botocore wraps any Exception raised there into a
+    retryable HTTPClientError (URLLib3Session.send) and sends the request again: the cancel must
+    get through anyway. For the start, SageMaker has started the execution and the response is
+    lost: it is found again with the same token, and stopped."""
+    fake_sagemaker.add_pipeline("demo", PARAMETERS)
+    fake_sagemaker.script = [ScriptedStep("Train", 0, 7200)]
+    main_thread = threading.main_thread().ident
+    release = threading.Event()
+    seen: dict[str, list[dict]] = {}
+
+    class SageMakerOverHttp(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            operation = self.headers["X-Amz-Target"].split(".", 1)[1]
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+            fake_sagemaker.calls.append((operation, body, ""))
+            result = getattr(fake_sagemaker, "op_" + operation)(body)
+            seen.setdefault(operation, []).append(body)
+            if operation == during and len(seen[operation]) == 1:
+                signal.pthread_kill(main_thread, signal.SIGINT)  # the caller is cancelled
+                release.wait(10)  # before the answer
+            payload = json.dumps(result, default=lambda d: d.timestamp()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                self.wfile.write(payload)
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SageMakerOverHttp)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = boto3.client(
+            "sagemaker",
+            region_name="eu-west-1",
+            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+            config=CLIENT_CONFIG,
+        )
+        with pytest.raises(Cancelled) as info:
+            _start(StaticClients(sagemaker=client), clock, reporter[0], wait=True)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    starts = seen["StartPipelineExecution"]
+    assert len(starts) == (2 if during == "StartPipelineExecution" else 1)
+    assert all(body == starts[0] for body in starts)
+    assert len(seen.get("DescribePipelineExecution", [])) <= 1  # not polled on after the cancel
+    (execution,) = fake_sagemaker.executions.values()
+    assert execution.stopped_at is not None
+    assert str(info.value) == f"cancelled by SIGINT: stop requested for {execution.arn}"

@@ -1078,7 +1078,9 @@ def test_failed_attempts_end_in_the_dead_letter_queue_as_the_event(
         attempts: list[dict[str, Any]] = []
         while len(attempts) <= max_receives:
             messages = sqs.receive_message(
-                QueueUrl=url, VisibilityTimeout=0, AttributeNames=["ApproximateReceiveCount"]
+                QueueUrl=url,
+                VisibilityTimeout=0,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
             ).get("Messages", [])
             if not messages:
                 break
