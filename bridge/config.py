@@ -15,9 +15,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from bridge.ado_setup import EnvironmentsSettings
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, cut, first_error, shown
 
 DEFAULT_CONFIG_FILE = "bridge.yaml"
+# A bridge.yaml is a few hundred bytes; these bound what a broken or hostile one can cost.
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_VALUES = 10_000  # YAML nodes, each use of an alias counted again ("billion laughs")
 ENV_PREFIX = "SMBRIDGE_"
 # SMBRIDGE_* variables that are not bridge.yaml overrides: the config file's path and the
 # trigger Lambda's settings (bridge/trigger/settings.py).
@@ -128,7 +131,9 @@ def load_config(
     explicit = path is not None
     file = Path(path if explicit else DEFAULT_CONFIG_FILE)
     data: dict[str, Any] = {}
-    if file.is_file():
+    if file.is_dir():
+        raise ConfigError(f"{file}: is a directory, not a config file; pass a file to --config")
+    if file.exists():
         data = _read_yaml(file)
         source = str(file)
     elif explicit:
@@ -143,20 +148,144 @@ def load_config(
 
 
 def _read_yaml(file: Path) -> dict[str, Any]:
+    """The top-level mapping of ``file``; a one-line ConfigError naming file, line and column
+    for anything else (not UTF-8, not YAML, empty, too large, not a mapping)."""
     try:
-        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{file}:{where}: {problem}; fix the YAML syntax") from None
+        with file.open("rb") as stream:
+            raw = stream.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
+        raise ConfigError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{file}: more than {MAX_CONFIG_BYTES} bytes; is it the right file?")
+    loaded = _parse_yaml(file, _decoded(file, raw))
     if loaded is None:
-        return {}
+        raise ConfigError(
+            f"{file}: empty (no settings); add settings, write {{}} for the defaults, or delete it"
+        )
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{file}: expected a mapping of keys at the top level")
+        raise ConfigError(
+            f"{file}: expected a mapping of keys at the top level, not {_kind(loaded)}"
+        )
     return loaded
+
+
+def _decoded(file: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        column = len(raw[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+        hint = "it is UTF-16; " if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ConfigError(
+            f"{file}: line {line} column {column}: byte 0x{raw[exc.start]:02x} is not UTF-8; "
+            f"{hint}save the file as UTF-8"
+        ) from None
+
+
+class _BadValue(Exception):
+    def __init__(self, mark: yaml.Mark, problem: str) -> None:
+        super().__init__(problem)
+        self.mark = mark
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that says where a value it cannot build is (``2024-13-45``, 5000 digits)."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            raise _BadValue(node.start_mark, str(exc)) from None
+
+
+def _parse_yaml(file: Path, text: str) -> Any:
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(text)  # checks every character first
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(file, node)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem and exc.context_mark:
+            problem = f"{exc.context} (line {exc.context_mark.line + 1}): {exc.problem}"
+        raise ConfigError(f"{file}: {_at(mark)}{cut(problem, 200)}; fix the YAML syntax") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+        raise ConfigError(
+            f"{file}: line {line} column {column}: character U+{code:04X} is not allowed in "
+            "YAML; remove it"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: {cut(str(exc), 200)}; fix the YAML syntax") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: nested too deeply to read") from None
+    except _BadValue as exc:  # a scalar YAML resolves (a date, an int) but cannot build
+        raise ConfigError(
+            f"{file}: {_at(exc.mark)}cannot read the value ({cut(str(exc), 80)}); "
+            "quote it to keep it a string"
+        ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _at(mark: yaml.Mark | None) -> str:
+    return f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+
+
+def _check_size(file: Path, root: yaml.Node) -> None:
+    """Refuse recursive aliases and documents of more than MAX_CONFIG_VALUES nodes once aliases
+    are expanded (an alias of an alias of ... grows exponentially: "billion laughs")."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise ConfigError(
+                f"{file}: {_at(node.start_mark)}an alias refers to a value that contains it; "
+                "YAML aliases may not be recursive here"
+            )
+        open_nodes.add(id(node))
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_CONFIG_VALUES:
+                raise ConfigError(
+                    f"{file}: {_at(node.start_mark)}more than {MAX_CONFIG_VALUES} values once "
+                    "YAML aliases are expanded; use fewer aliases"
+                )
+        open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__}"
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
@@ -184,27 +313,27 @@ def _env_value(value: str) -> Any:
 
 
 def _describe(exc: ValidationError, source: str, env_keys: dict[tuple[str, ...], str]) -> str:
-    """The first validation error as one line: where, which key, what is expected."""
-    error = exc.errors()[0]
-    loc = tuple(str(part) for part in error["loc"])
-    key = ".".join(loc)
-    where = env_keys.get(loc, source)
+    """The first validation error as one line: where, which key, what is expected, and what
+    was given (cut, and never a secret-looking value: see :func:`bridge.errors.shown`)."""
+    error = exc.errors(include_url=False)[0]
+    where = env_keys.get(tuple(str(part) for part in error["loc"]), source)
+    key, message = first_error(exc)
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key '{key}'; remove it or check its spelling (see README)"
     got = error.get("input")
-    expected = _expected(error)
-    got_text = "" if isinstance(got, dict) else f", got {got!r}"
+    expected = _expected(error, message)
+    got_text = "" if isinstance(got, dict) else f", got {shown(got)}"
     return f"{where}: {key}: expected {expected}{got_text}"
 
 
-def _expected(error: Mapping[str, Any]) -> str:
+def _expected(error: Mapping[str, Any], message: str) -> str:
     pattern = (error.get("ctx") or {}).get("pattern")
     if pattern:
         for name, text in _EXPECTED.items():
             if pattern == _pattern_of(name):
                 return text
         return f"a value matching {pattern}"
-    return error["msg"].lower().replace("input should be ", "")
+    return message.lower().replace("input should be ", "")
 
 
 def _pattern_of(type_name: str) -> str | None:

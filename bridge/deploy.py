@@ -26,6 +26,7 @@ from bridge.aws import registry
 from bridge.aws.endpoints import run_transform_job
 from bridge.aws.session import AwsAuth, AwsClients
 from bridge.aws.stacks import deploy_stack
+from bridge.aws.tags import clean_tags
 from bridge.deploy_config import StageConfig, load_stage_config
 from bridge.errors import UserError
 from bridge.output import Reporter
@@ -170,12 +171,14 @@ def render_stage(config: StageConfig, package: registry.ModelPackageArn) -> Stag
         parameters["EndpointConfigName"] = _name(
             base, f"v{package.version}-{config.stage}-{_digest(parameters)}"
         )
-    tags = {
-        **config.tags,
-        "smbridge:stage": config.stage,
-        "smbridge:model-package-group": package.group,
-        "smbridge:model-package-version": str(package.version),
-    }
+    tags = clean_tags(
+        {
+            **config.tags,
+            "smbridge:stage": config.stage,
+            "smbridge:model-package-group": package.group,
+            "smbridge:model-package-version": str(package.version),
+        }
+    )
     return StagePlan(
         stage=config.stage,
         account_id=config.account_id,
@@ -255,17 +258,54 @@ def prepare_release(
 
 
 def stage_clients(config: StageConfig, base: AwsClients) -> AwsClients:
-    """Clients in the stage's account: its deploy role assumed from the caller's credentials
-    (without a deploy role: the caller's own credentials, in the stage's region)."""
+    """Clients in the stage's account.
+
+    With ``service_connection_id``: that Azure DevOps service connection's OIDC token is
+    exchanged for the deploy role (AssumeRoleWithWebIdentity, a fresh token at every refresh),
+    so the stage's trust policy decides on the token's ``sub`` (``sc://org/project/connection``)
+    and the automation account's credentials play no part. Otherwise the deploy role is assumed
+    from the caller's credentials (AssumeRole, with ``external_id`` when set). Without a deploy
+    role: the caller's own credentials, in the stage's region.
+    """
     if not config.deploy_role_arn:
         return base.in_region(config.region)
+    token_source = None
+    if config.service_connection_id:
+        from bridge.azure_devops.oidc import AzureDevOpsOidcTokenSource
+
+        token_source = AzureDevOpsOidcTokenSource.from_environ(
+            service_connection_id=config.service_connection_id
+        )
     auth = AwsAuth(
         region=config.region,
         role_arn=config.deploy_role_arn,
+        web_identity_token=token_source,
         role_session_name=f"smbridge-deploy-{config.stage}",
-        duration_seconds=3600,  # the maximum for a chained role
+        duration_seconds=3600,  # the maximum for a chained role (and the deploy role's)
+        external_id=None if token_source else config.external_id,
     )
     return AwsClients(auth, base=base.session())
+
+
+def run_id(run: AgentRun) -> str | None:
+    """This Azure DevOps run as a CloudFormation ClientRequestToken prefix (build id and job
+    attempt), or None off an agent. Kept out of stack tags: see ``deploy_stack``."""
+    if not run.present or not run.build_id.isdigit():
+        return None
+    attempt = run.job_attempt if run.job_attempt.isdigit() else "1"
+    return f"azdo-{run.build_id}-{attempt}"
+
+
+def change_set_description(
+    plan: StagePlan, package: registry.ModelPackageArn, run: AgentRun
+) -> str:
+    text = f"smbridge deploy of {package.group} v{package.version} to {plan.stage}"
+    if run.present:
+        text += (
+            f" by Azure DevOps run {run.build_number or run.build_id} (build {run.build_id}, "
+            f"attempt {run.job_attempt or '1'}, pipeline {run.definition_name or '?'})"
+        )
+    return text
 
 
 def deploy_stage(
@@ -298,15 +338,19 @@ def deploy_stage(
         # Checked with the caller's (registry-side) credentials, in the package's region.
         registry_client = clients.in_region(package_arn.region).client("sagemaker")
         _require_approved(registry.describe_model_package(registry_client, package_arn.arn))
+        # The run (build id, attempt) goes into the operations' ClientRequestToken and the
+        # change set's description, never into stack tags: a tag that changes every run would
+        # make every redeploy of the same version a change set updating all resources' tags.
         run = AgentRun.from_environ()
-        tags = {**plan.tags, **run.tags()}
         result = deploy_stack(
             target.client("cloudformation"),
             stack_name=plan.stack_name,
             template_body=template_file.read_text(encoding="utf-8"),
             role_arn=config.cloudformation_role_arn,
+            run_id=run_id(run),
+            description=change_set_description(plan, package_arn, run),
             parameters=plan.parameters,
-            tags=tags,
+            tags=plan.tags,
             progress=reporter.progress,
             timeout_seconds=params.timeout_seconds,
             sleep=sleep,
@@ -357,18 +401,24 @@ def _deploy_plan(
 ) -> DeployResult:
     role = config.deploy_role_arn or "(the caller's credentials)"
     arn = plan.parameters["ModelPackageArn"]
+    change_set: dict[str, Any] = {
+        "StackName": plan.stack_name,
+        "ChangeSetType": "CREATE or UPDATE (whichever applies)",
+        "TemplateBody": str(template_file),
+        "Parameters": plan.parameters,
+        "Tags": plan.tags,
+        "OnStackFailure": "DELETE (CREATE only)",
+    }
+    if config.cloudformation_role_arn:
+        change_set["RoleARN"] = config.cloudformation_role_arn
     planned = [
         PlannedCall("sagemaker", "DescribeModelPackage", {"ModelPackageName": arn}, "Approved?"),
         PlannedCall(
             "cloudformation",
             "CreateChangeSet",
-            {
-                "StackName": plan.stack_name,
-                "ChangeSetType": "CREATE or UPDATE (whichever applies)",
-                "TemplateBody": str(template_file),
-                "Parameters": plan.parameters,
-                "Tags": plan.tags,
-            },
+            change_set,
+            "after ContinueUpdateRollback (UPDATE_ROLLBACK_FAILED) or DeleteStack "
+            "(ROLLBACK_COMPLETE) if the stack was left so",
         ),
         PlannedCall(
             "cloudformation",
@@ -377,8 +427,21 @@ def _deploy_plan(
             "then wait, printing each stack event once",
         ),
     ]
-    if config.deploy_role_arn:
-        planned.insert(0, PlannedCall("sts", "AssumeRole", {"RoleArn": role}))
+    if config.deploy_role_arn and config.service_connection_id:
+        planned.insert(
+            0,
+            PlannedCall(
+                "sts",
+                "AssumeRoleWithWebIdentity",
+                {"RoleArn": role, "WebIdentityToken": "(OIDC token of the service connection)"},
+                f"service connection {config.service_connection_id}",
+            ),
+        )
+    elif config.deploy_role_arn:
+        assume: dict[str, Any] = {"RoleArn": role}
+        if config.external_id:
+            assume["ExternalId"] = "(external_id of the stage config)"
+        planned.insert(0, PlannedCall("sts", "AssumeRole", assume))
     with reporter.group(f"Dry run: the change set deploy would create on {config.stage} (no call)"):
         reporter.info(f"account {config.account_id}, region {config.region}, role {role}")
         reporter.info(f"stack {plan.stack_name} from {template_file}")

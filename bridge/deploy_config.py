@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bridge.config import AccountId, Region, RoleArn
-from bridge.errors import ConfigError, first_error
+from bridge.errors import ConfigError, first_error, shown
 
 NamePrefix = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
 
@@ -100,13 +100,64 @@ class EndpointTestSettings(_Strict):
     expect: str = "model-deploy/tests/expect.json"
 
 
+# botocore's STS model, AssumeRole ExternalId: length 2-1224, pattern [\w+=,.@:\/-]*. The
+# service's \w is ASCII ([A-Za-z0-9_]); Python's and pydantic's are Unicode-aware, hence spelt
+# out here.
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$"
+# An Azure DevOps service connection id (a GUID), as passed to the OIDC token request.
+SERVICE_CONNECTION_ID_PATTERN = (
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+# infra/deploy-role.yaml names the roles "<NamePrefix>-deploy" and
+# "<NamePrefix>-deploy-cloudformation".
+CLOUDFORMATION_ROLE_SUFFIX = "-cloudformation"
+
+
+def default_cloudformation_role_arn(deploy_role_arn: str) -> str:
+    """The CloudFormation service role that infra/deploy-role.yaml creates next to a deploy
+    role: the deploy role's ARN with ``-cloudformation`` appended to its name."""
+    return deploy_role_arn + CLOUDFORMATION_ROLE_SUFFIX
+
+
 class StageConfig(_Strict):
     stage: str = Field(pattern=r"^[a-z][a-z0-9-]{0,15}$")
     account_id: AccountId
     region: Region
-    deploy_role_arn: RoleArn | None = None
-    # infra/deploy-role.yaml with UseCloudFormationServiceRole=true: its service role's ARN.
-    cloudformation_role_arn: RoleArn | None = None
+    deploy_role_arn: RoleArn | None = Field(
+        None,
+        description=(
+            "role smbridge assumes in the stage account (infra/deploy-role.yaml output "
+            "DeployRoleArn); unset = the caller's own credentials"
+        ),
+    )
+    external_id: str | None = Field(
+        None,
+        pattern=EXTERNAL_ID_PATTERN,
+        description=(
+            "sts:ExternalId sent with AssumeRole of deploy_role_arn (the deploy-role stack's "
+            "ExternalId parameter); 2-1224 characters of letters, digits and _+=,.@:/-"
+        ),
+    )
+    service_connection_id: str | None = Field(
+        None,
+        pattern=SERVICE_CONNECTION_ID_PATTERN,
+        description=(
+            "Azure DevOps service connection (id) whose OIDC token is exchanged directly for "
+            "deploy_role_arn with AssumeRoleWithWebIdentity (deploy-role stack with "
+            "TrustMode=AzureDevOpsOidc); unset = deploy_role_arn is assumed from the caller's "
+            "credentials (AssumeRole, role chaining)"
+        ),
+    )
+    cloudformation_role_arn: RoleArn | None = Field(
+        None,
+        description=(
+            "CloudFormation service role passed as RoleARN of CreateChangeSet, "
+            "ContinueUpdateRollback and DeleteStack (deploy-role stack output "
+            "CloudFormationServiceRoleArn). Default with deploy_role_arn: that ARN + "
+            "'-cloudformation'; null = none (CloudFormation then uses the role the stack "
+            "already has, else the caller's credentials)"
+        ),
+    )
     execution_role_arn: RoleArn
     name_prefix: NamePrefix
     inference: Inference
@@ -115,8 +166,28 @@ class StageConfig(_Strict):
     endpoint_test: EndpointTestSettings = Field(default_factory=EndpointTestSettings)
     tags: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_cloudformation_role(cls, data: object) -> object:
+        # Only when the key is absent: an explicit null means "no service role".
+        if isinstance(data, dict) and "cloudformation_role_arn" not in data:
+            deploy_role = data.get("deploy_role_arn")
+            if isinstance(deploy_role, str) and deploy_role:
+                return {
+                    **data,
+                    "cloudformation_role_arn": default_cloudformation_role_arn(deploy_role),
+                }
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> StageConfig:
+        if (self.external_id or self.service_connection_id) and not self.deploy_role_arn:
+            raise ValueError("external_id and service_connection_id need deploy_role_arn")
+        if self.external_id and self.service_connection_id:
+            raise ValueError(
+                "external_id applies to AssumeRole only; with service_connection_id the deploy "
+                "role is assumed with AssumeRoleWithWebIdentity, which takes none"
+            )
         if self.deployment.strategy != "AllAtOnce" and self.inference.type != "realtime":
             raise ValueError("deployment.strategy Canary/Linear needs inference.type realtime")
         if self.data_capture.enabled and self.inference.type != "realtime":
@@ -131,12 +202,21 @@ def load_stage_config(path: str | Path) -> StageConfig:
         raise ConfigError(f"{file}: stage config not found; pass an existing file to --config")
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{file}: byte {exc.object[exc.start]:#04x} at offset {exc.start} is not UTF-8; "
+            "save the file as UTF-8"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{file}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: nested too deeply to be a stage config") from None
     try:
         return StageConfig.model_validate(document)
     except ValidationError as exc:
         key, message = first_error(exc)
         got = exc.errors()[0].get("input")
-        got_text = "" if isinstance(got, dict | list) else f", got {got!r}"
+        # The external id is NoEcho in the deploy-role stack: never repeated in a message.
+        hidden = isinstance(got, dict | list) or key == "external_id"
+        got_text = "" if hidden else f", got {shown(got)}"
         raise ConfigError(f"{file}: {key or '.'}: {message}{got_text}") from None

@@ -14,8 +14,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -75,16 +76,112 @@ class Cancelled(BridgeError):
     exit_code = 130
 
 
-def mask(text: str, secrets: Iterable[str]) -> str:
+# How much of a value or message an error line may echo.
+SHOWN_CHARS = 80
+MESSAGE_CHARS = 300
+
+# Credentials people paste into the wrong place, recognised so that an error never echoes them.
+# Shapes, not proof: a 40-character name without a hyphen is taken for an AWS secret key too
+# (it is then described, not shown; the file still has it).
+_SECRET_SHAPES = (
+    # Azure DevOps personal access token, classic (52 of [a-z0-9]) and current (84 characters).
+    re.compile(r"(?<![A-Za-z0-9])[a-z0-9]{52}(?![A-Za-z0-9])"),
+    re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{84}(?![A-Za-z0-9])"),
+    # AWS secret access key (40 base64 characters) and access key id.
+    re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"),
+    re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"),
+)
+# Any other long token (session tokens, client secrets, JWT parts) unless it reads like words.
+_TOKEN = re.compile(r"[A-Za-z0-9+/=_~]{32,}")
+
+
+def _random_looking(token: str) -> bool:
+    """Mixes letters of both cases or digits, and its lowercase letters are not mostly in runs
+    of three or more (``ChurnModelTrainingPipelineForProduction`` is; random text is not)."""
+    kinds = {c.isupper() - c.isdigit() for c in token if c.isalnum()}
+    if len(kinds) < 2:
+        return False
+    runs = [len(run) for run in re.findall(r"[a-z]+", token)]
+    return sum(n for n in runs if n >= 3) < 0.85 * sum(runs) or not runs
+
+
+def secret_parts(text: str) -> list[str]:
+    """The parts of ``text`` shaped like a credential (an Azure DevOps PAT, an AWS key...)."""
+    found = [m.group() for shape in _SECRET_SHAPES for m in shape.finditer(text)]
+    found += [m.group() for m in _TOKEN.finditer(text) if _random_looking(m.group())]
+    return found
+
+
+def looks_like_secret(text: str) -> bool:
+    return bool(secret_parts(text))
+
+
+def secret_description(value: str, what: str = "value") -> str:
+    return f"<{len(value)}-character {what}, looks like a secret; not shown>"
+
+
+def cut(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` on one line, at most ``limit`` characters of it followed by ``…(N chars)``."""
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return text if len(text) <= limit else f"{text[:limit]}…({len(text)} chars)"
+
+
+def _count(n: int, what: str, noun: str) -> str:
+    return f"{what} {n} {noun}{'' if n == 1 else 's'}"
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """How an error line echoes a value someone wrote: short, on one line, never a secret."""
+    if isinstance(value, str):
+        if looks_like_secret(value):
+            return secret_description(value)
+        return repr(value) if len(value) <= limit else f"{value[:limit]!r}…({len(value)} chars)"
+    if isinstance(value, dict):
+        return _count(len(value), "a mapping of", "key")
+    if isinstance(value, list | tuple | set | frozenset):
+        return _count(len(value), "a list of", "item")
+    if isinstance(value, bytes | bytearray):
+        return f"{len(value)} bytes of binary data"
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond sys.get_int_max_str_digits()
+        return "a very large number"
+    return cut(text, limit)
+
+
+def shown_key(key: object) -> str:
+    """A mapping key or location part as an error line names it (not quoted)."""
+    text = str(key)
+    if looks_like_secret(text):
+        return secret_description(text, "key")
+    return cut(text)
+
+
+def mask(text: str, secrets: Iterable[str], replacement: str | Callable[[str], str] = "***") -> str:
     """``text`` with every secret replaced by ``***`` (longest first: a secret may contain
-    another)."""
+    another), or by ``replacement(secret)``."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
+        text = text.replace(secret, replacement(secret) if callable(replacement) else replacement)
     return text
 
 
+def scrubbed(message: str, value: Any = None, limit: int = MESSAGE_CHARS) -> str:
+    """A message fit for an error line: ``value`` (the input it is about) shown cut if it is
+    echoed, secret-looking parts described, one line, at most ``limit`` characters."""
+    if isinstance(value, str) and value and value in message:
+        if looks_like_secret(value):
+            message = mask(message, [value], secret_description(value))
+        elif len(value) > SHOWN_CHARS:
+            message = mask(message, [value], cut(value))
+    return cut(mask(message, secret_parts(message), secret_description), limit)
+
+
 def first_error(exc: ValidationError) -> tuple[str, str]:
-    """The first pydantic error as (dotted key, message), for one-line errors."""
-    error = exc.errors()[0]
-    key = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
-    return key, str(error["msg"]).removeprefix("Value error, ")
+    """The first pydantic error as (dotted key, message), for one-line errors.
+
+    Neither part echoes the input whole: long values are cut, secret-looking ones described."""
+    error = exc.errors(include_url=False)[0]
+    key = ".".join(shown_key(p) for p in error["loc"] if not str(p).startswith("function-"))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return key, scrubbed(message, error.get("input"))

@@ -8,7 +8,7 @@ fetched again before they expire, at a margin scaled to their lifetime.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +54,9 @@ class AwsAuth:
     web_identity_token: TokenProvider | None = None
     role_session_name: str = "smbridge"
     duration_seconds: int = 3600
+    # sts:ExternalId for AssumeRole (a role whose trust policy requires it); not sent with
+    # AssumeRoleWithWebIdentity, which has no such parameter.
+    external_id: str | None = field(default=None, repr=False)
 
 
 class _LifetimeScaledCredentials(DeferredRefreshableCredentials):
@@ -118,8 +121,10 @@ def _role_fetcher(auth: AwsAuth, base: boto3.Session) -> Callable[[], dict[str, 
     else:
         sts = base.client("sts", config=CLIENT_CONFIG)
 
+        external = {"ExternalId": auth.external_id} if auth.external_id else {}
+
         def call() -> dict[str, Any]:
-            return sts.assume_role(**common)
+            return sts.assume_role(**common, **external)
 
         failure = (
             f"AssumeRole {role_arn} failed: {{}}; check that the calling identity may assume it "

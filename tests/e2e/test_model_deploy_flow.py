@@ -1,7 +1,11 @@
 """model-deploy.yml's stages, run locally through the CLI in the pipeline's order, with output
 variables passed from stage to stage the way the agent does (parsed from ##vso lines): Prepare →
-DeployStaging → TestStaging → DeployProd → PostDeploy. AWS is moto (CloudFormation in the stage
-accounts through their deploy roles); the endpoint is the stand-in serving the real trained model.
+DeployStaging → TestStaging → DeployProd (deploy, then the production endpoint test in the same
+job: the only job that references the production service connection). AWS is moto
+(CloudFormation in the stage accounts through their deploy roles); the endpoint is the stand-in
+serving the real trained model. Production's role is reached the way the agent reaches it: an
+OIDC token for the production service connection from ``System.OidcRequestUri`` (the Azure
+DevOps side answered by ``responses``; moto's STS accepts AssumeRoleWithWebIdentity).
 The YAML itself (DeployProd only after a successful TestStaging) is checked in
 tests/unit/test_model_deploy_yaml.py; here the CLI's exit codes carry that decision."""
 
@@ -11,9 +15,11 @@ import json
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+import responses
 import yaml
 from moto import mock_aws
 
@@ -28,6 +34,10 @@ from tests.unit.test_infra_templates import load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GROUP = "smbridge-demo"
+OIDC_URI = (
+    "https://dev.azure.com/contoso/mlops/_apis/distributedtask/hubs/build/plans/p/jobs/j/oidctoken"
+)
+ACCESS_TOKEN = "system-access-token-sentinel"
 pytestmark = pytest.mark.slow
 
 
@@ -52,6 +62,8 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_file: Path)
     (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TF_BUILD", "True")
+    monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", OIDC_URI)
+    monkeypatch.setenv("SYSTEM_ACCESSTOKEN", ACCESS_TOKEN)
     endpoints: list[FakeEndpoint] = []
     original = boto3.session.Session.client
 
@@ -127,7 +139,7 @@ def release(capsys, endpoints, model_file, *, break_staging: bool) -> dict[str, 
         capsys, "endpoint", "test", "--endpoint", production["endpointName"],
         "--stage-config", "model-deploy/config/production.json",
     )  # fmt: skip
-    codes["PostDeploy"] = code
+    codes["TestProduction"] = code
     return codes
 
 
@@ -135,18 +147,32 @@ def release(capsys, endpoints, model_file, *, break_staging: bool) -> dict[str, 
 def release_of_an_approved_package(workspace, capsys, moto_change_sets_with_outputs):  # noqa: F811
     """Within moto, with an Approved package: ``release(break_staging)`` runs the stages."""
     _, endpoints, model_file = workspace
-    with mock_aws():
+    with mock_aws(), responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        token_requests: list[str] = []
+
+        def oidc_token(request):
+            assert request.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+            token_requests.append(parse_qs(urlsplit(request.url).query)["serviceConnectionId"][0])
+            return 200, {}, json.dumps({"oidcToken": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzYyJ9.c2ln"})
+
+        mock.add_callback("POST", OIDC_URI, callback=oidc_token)
         approved_package()
-        yield lambda break_staging: release(
-            capsys, endpoints, model_file, break_staging=break_staging
+        yield lambda break_staging: (
+            release(capsys, endpoints, model_file, break_staging=break_staging),
+            token_requests,
         )
 
 
 def test_a_good_model_goes_through_to_production(release_of_an_approved_package):
-    codes = release_of_an_approved_package(False)
+    codes, token_requests = release_of_an_approved_package(False)
     assert codes == {
-        "Prepare": 0, "DeployStaging": 0, "TestStaging": 0, "DeployProd": 0, "PostDeploy": 0,
+        "Prepare": 0, "DeployStaging": 0, "TestStaging": 0, "DeployProd": 0, "TestProduction": 0,
     }  # fmt: skip
+    production_connection = json.loads(
+        (REPO_ROOT / "model-deploy/config/production.json").read_text()
+    )["service_connection_id"]
+    # Only production's steps asked for a token, and only for production's connection.
+    assert token_requests and set(token_requests) == {production_connection}
     assert stacks_in("222222222222") == ["smbridge-demo-staging"]
     assert stacks_in("333333333333") == ["smbridge-demo-production"]
     production = json.loads(Path("deploy-params/production.json").read_text())
@@ -155,8 +181,9 @@ def test_a_good_model_goes_through_to_production(release_of_an_approved_package)
 
 
 def test_a_failed_staging_test_leaves_production_untouched(release_of_an_approved_package):
-    codes = release_of_an_approved_package(True)
+    codes, token_requests = release_of_an_approved_package(True)
     assert codes == {"Prepare": 0, "DeployStaging": 0, "TestStaging": 4}
+    assert token_requests == []
     assert stacks_in("222222222222") == ["smbridge-demo-staging"]
     assert stacks_in("333333333333") == []
     junit = Path("test-results/endpoint-staging.xml").read_text()

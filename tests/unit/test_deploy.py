@@ -228,3 +228,127 @@ def test_a_rollback_is_a_failure_with_its_reason():
     assert "UPDATE_ROLLBACK_COMPLETE" in str(info.value)
     assert "Alarm smbridge-latency fired" in str(info.value)
     assert sum("UPDATE_FAILED" in line for line in lines) == 1  # printed once
+
+
+# ------------------------------------------- stack behaviour moto does not have (a strict fake)
+
+
+def agent_run(monkeypatch, build_id: str, attempt: str = "1") -> None:
+    """The variables the Azure Pipelines agent sets for a run (bridge.agent.AgentRun)."""
+    for name, value in {
+        "TF_BUILD": "True",
+        "BUILD_BUILDID": build_id,
+        "BUILD_BUILDNUMBER": f"deploy-v1-20261201.{build_id}",
+        "SYSTEM_JOBATTEMPT": attempt,
+        "BUILD_DEFINITIONNAME": "model-deploy",
+        "BUILD_REPOSITORY_NAME": "mlops",
+        "BUILD_SOURCEVERSION": "0" * 40,
+        "BUILD_SOURCEBRANCH": "refs/heads/main",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def deploy_with_fake(clients, arn, config, fake, **fields):
+    """deploy_stage with the stage's CloudFormation answered by ``fake`` (the registry check
+    still goes to moto)."""
+    from tests.support.fake_cloudformation import FakeCloudFormation
+    from tests.support.fakes import StaticClients
+
+    assert isinstance(fake, FakeCloudFormation)
+    cfn = fake.attach(boto3.client("cloudformation", region_name="eu-west-1"))
+    params = DeployParams(
+        stage="staging", model_package_arn=arn, config_file=config, templates_dir=TEMPLATES,
+        **fields,
+    )  # fmt: skip
+    out = io.StringIO()
+    result = deploy_stage(
+        params,
+        clients=clients,
+        reporter=Reporter("agent", out=out, err=io.StringIO()),
+        stage_clients_factory=lambda stage, base: StaticClients(cloudformation=cfn),
+        sleep=lambda s: None,
+    )
+    return result, out.getvalue()
+
+
+DERIVED_CFN_ROLE = f"arn:aws:iam::{STAGE_ACCOUNT}:role/smbridge-deploy-cloudformation"
+
+
+def test_a_new_run_of_the_same_version_is_unchanged(aws, tmp_path, monkeypatch):
+    """CreateChangeSet Tags are the stack's tags, which CloudFormation propagates to every
+    resource (CloudFormation user guide, "Stack tags"): a tag carrying the run id would make
+    every redeploy a change set modifying every resource. The run is in the operation's
+    ClientRequestToken (carried by its stack events) and the change set's description instead."""
+    from tests.support.fake_cloudformation import FakeCloudFormation
+
+    clients, add = aws
+    arn = add("Approved")
+    config = stage_file(tmp_path)
+    fake = FakeCloudFormation(assumable_roles={DERIVED_CFN_ROLE})
+    agent_run(monkeypatch, "100")
+    first, _ = deploy_with_fake(clients, arn, config, fake)
+    assert first.action == "created"
+    agent_run(monkeypatch, "101")
+    again, _ = deploy_with_fake(clients, arn, config, fake)
+    assert again.action == "unchanged"
+    stack = fake.stack(first.stack_name)
+    assert stack.tags == {
+        "project": "smbridge-demo",
+        "smbridge:stage": "staging",
+        "smbridge:model-package-group": GROUP,
+        "smbridge:model-package-version": "1",
+    }
+    (execute,) = fake.calls_of("ExecuteChangeSet")
+    assert execute["ClientRequestToken"].startswith("azdo-100-1-smbridge-")
+    assert {e.get("ClientRequestToken") for e in stack.events} >= {execute["ClientRequestToken"]}
+    first_cs, second_cs = fake.calls_of("CreateChangeSet")
+    assert "build 100" in first_cs["Description"] and "build 101" in second_cs["Description"]
+    # A new version by the next run is still an update.
+    agent_run(monkeypatch, "102")
+    updated, _ = deploy_with_fake(clients, add("Approved"), config, fake)
+    assert updated.action == "updated"
+
+
+def test_the_cloudformation_service_role_is_passed_by_default(aws, tmp_path):
+    """Default stage config: the deploy role's ARN + "-cloudformation" (infra/deploy-role.yaml's
+    CloudFormationServiceRole) as RoleARN of CreateChangeSet, so CloudFormation does not work
+    with the deploy role's one-hour chained session."""
+    from tests.support.fake_cloudformation import FakeCloudFormation
+
+    clients, add = aws
+    fake = FakeCloudFormation(assumable_roles={DERIVED_CFN_ROLE})
+    result, _ = deploy_with_fake(clients, add("Approved"), stage_file(tmp_path), fake)
+    assert result.action == "created"
+    (create,) = fake.calls_of("CreateChangeSet")
+    assert create["RoleARN"] == DERIVED_CFN_ROLE
+    assert create["OnStackFailure"] == "DELETE"
+    # An explicit role wins; an explicit null sends none.
+    own = "arn:aws:iam::222222222222:role/team-cfn"
+    fake = FakeCloudFormation(assumable_roles={own})
+    deploy_with_fake(
+        clients, add("Approved"), stage_file(tmp_path, cloudformation_role_arn=own), fake
+    )
+    assert fake.calls_of("CreateChangeSet")[0]["RoleARN"] == own
+    fake = FakeCloudFormation(assumable_roles=set())
+    deploy_with_fake(
+        clients, add("Approved"), stage_file(tmp_path, cloudformation_role_arn=None), fake
+    )
+    assert "RoleARN" not in fake.calls_of("CreateChangeSet")[0]
+
+
+def test_dry_run_shows_the_service_role_and_the_deploy_role_call(tmp_path):
+    out = io.StringIO()
+    config = stage_file(tmp_path, external_id="smbridge-staging-7f3a")
+    params = DeployParams(
+        stage="staging",
+        model_package_arn=f"arn:aws:sagemaker:eu-west-1:{REGISTRY_ACCOUNT}:model-package/{GROUP}/7",
+        config_file=config,
+        templates_dir=TEMPLATES,
+        dry_run=True,
+    )
+    result = deploy_stage(params, reporter=Reporter("text", out=out))
+    calls = {c["operation"]: c["arguments"] for c in result.planned_calls}
+    assert calls["CreateChangeSet"]["RoleARN"] == DERIVED_CFN_ROLE
+    assert calls["AssumeRole"]["RoleArn"] == f"arn:aws:iam::{STAGE_ACCOUNT}:role/smbridge-deploy"
+    assert "ExternalId" in calls["AssumeRole"]
+    assert "smbridge-staging-7f3a" not in out.getvalue()  # NoEcho in the deploy-role stack

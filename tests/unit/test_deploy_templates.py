@@ -791,27 +791,70 @@ DEPLOY_ALL_OPTIONS = {
     "DataCaptureBucketName": "smbridge-data-capture-123456789012-eu-west-1",
     "InferenceBucketNames": "smbridge-async-123456789012,smbridge-batch-123456789012",
 }
+ORG_ID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+PRODUCTION_SUBJECT = "sc://contoso/mlops/smbridge-production"
+AUDIENCE = "api://AzureADTokenExchange"
+DEPLOY_OIDC = {
+    "TrustMode": "AzureDevOpsOidc",
+    "RegistryAccountId": REGISTRY_ACCOUNT,
+    "ModelPackageGroupName": GROUP,
+    "ArtifactsBucketName": f"smbridge-artifacts-{REGISTRY_ACCOUNT}-{REGION}",
+    "AzureDevOpsOrganizationId": ORG_ID,
+    "AllowedSubjects": PRODUCTION_SUBJECT,
+}
+EXISTING_PROVIDER = f"arn:aws:iam::{ACCOUNT}:oidc-provider/vstoken.dev.azure.com/{ORG_ID}"
 DEPLOY_SCENARIOS = {
     "defaults": DEPLOY_BASE,
     "all-options": DEPLOY_ALL_OPTIONS,
-    "service-role": {**DEPLOY_BASE, "UseCloudFormationServiceRole": "true"},
-    "service-role-all-options": {**DEPLOY_ALL_OPTIONS, "UseCloudFormationServiceRole": "true"},
+    "oidc": DEPLOY_OIDC,
+    "oidc-existing-provider": {**DEPLOY_OIDC, "ExistingOidcProviderArn": EXISTING_PROVIDER},
 }
 DEPLOY_ROLE_NAME = "smbridge-deploy"
 EXEC_ROLE_NAME = "smbridge-sagemaker-endpoint"
 CFN_ROLE_NAME = "smbridge-deploy-cloudformation"
 
 
+def trust_statements(r: DeployRenderer, role: str) -> list[dict[str, Any]]:
+    document = r.properties(role)["AssumeRolePolicyDocument"]
+    # The OIDC trust is a JSON string (Fn::Sub: its condition keys depend on parameters).
+    return statements(json.loads(document) if isinstance(document, str) else document)
+
+
+def allows(stmts: list[dict[str, Any]], action: str, resource: str) -> bool:
+    """Whether an unconditional Allow statement grants ``action`` on ``resource`` (IAM: actions
+    case-insensitive, ``*`` and ``?`` wildcards in both)."""
+
+    def matches(pattern: str, value: str, flags: int = 0) -> bool:
+        regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+        return re.fullmatch(regex, value, flags) is not None
+
+    for stmt in stmts:
+        if stmt["Effect"] != "Allow" or "Condition" in stmt:
+            continue
+        if any(matches(a, action, re.IGNORECASE) for a in as_list(stmt["Action"])) and any(
+            matches(p, resource) for p in as_list(stmt["Resource"])
+        ):
+            return True
+    return False
+
+
+def stack_resources_role(r: DeployRenderer) -> str:
+    """The role CloudFormation works with: the one holding StackResourcesPolicy."""
+    (role,) = r.properties("StackResourcesPolicy")["Roles"]
+    return role
+
+
 @pytest.mark.parametrize("scenario", DEPLOY_SCENARIOS)
 def test_deploy_role_references_exist(scenario: str) -> None:
     resources_everywhere(render(DEPLOY_ROLE, DEPLOY_SCENARIOS[scenario]))
+    assert failed_rules(DEPLOY_ROLE, DEPLOY_SCENARIOS[scenario]) == set()
 
 
-@pytest.mark.parametrize("scenario", DEPLOY_SCENARIOS)
+@pytest.mark.parametrize("scenario", ["defaults", "all-options"])
 def test_deploy_role_is_trusted_by_the_automation_account_only(scenario: str) -> None:
     params = DEPLOY_SCENARIOS[scenario]
     r = render(DEPLOY_ROLE, params)
-    (trust,) = statements(r.properties("DeployRole")["AssumeRolePolicyDocument"])
+    (trust,) = trust_statements(r, "DeployRole")
     assert trust["Effect"] == "Allow"
     assert trust["Action"] == "sts:AssumeRole"
     if "TrustedPrincipalArns" in params:
@@ -822,23 +865,114 @@ def test_deploy_role_is_trusted_by_the_automation_account_only(scenario: str) ->
     if params.get("ExternalId"):
         expected["sts:ExternalId"] = params["ExternalId"]
     assert trust["Condition"] == {"StringEquals": expected}
+    assert not r.resource_exists("AzureDevOpsOidcProvider")
+
+
+@pytest.mark.parametrize("scenario", DEPLOY_SCENARIOS)
+def test_roles_names_sessions_and_service_trusts(scenario: str) -> None:
+    r = render(DEPLOY_ROLE, DEPLOY_SCENARIOS[scenario])
     assert r.properties("DeployRole")["MaxSessionDuration"] == 3600
     assert r.properties("DeployRole")["RoleName"] == DEPLOY_ROLE_NAME
-    (sagemaker_trust,) = statements(
-        r.properties("EndpointExecutionRole")["AssumeRolePolicyDocument"]
-    )
+    (sagemaker_trust,) = trust_statements(r, "EndpointExecutionRole")
     assert sagemaker_trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
-    if r.resource_exists("CloudFormationServiceRole"):
-        (cfn_trust,) = statements(
-            r.properties("CloudFormationServiceRole")["AssumeRolePolicyDocument"]
+    # The CloudFormation service role always exists, trusted by CloudFormation only.
+    assert r.properties("CloudFormationServiceRole")["RoleName"] == CFN_ROLE_NAME
+    (cfn_trust,) = trust_statements(r, "CloudFormationServiceRole")
+    assert cfn_trust["Principal"] == {"Service": "cloudformation.amazonaws.com"}
+    assert cfn_trust["Action"] == "sts:AssumeRole"
+
+
+@pytest.mark.parametrize("provider", ["created", "existing"])
+def test_production_trusts_only_its_service_connection(provider: str) -> None:
+    """TrustMode=AzureDevOpsOidc: AssumeRoleWithWebIdentity only, with StringEquals on the
+    issuer's `aud` (api://AzureADTokenExchange, what Azure DevOps issues) and `sub` (exactly the
+    listed service connections); the automation account is not trusted at all."""
+    params = DEPLOY_OIDC if provider == "created" else DEPLOY_SCENARIOS["oidc-existing-provider"]
+    r = render(DEPLOY_ROLE, params)
+    assert r.resource_exists("AzureDevOpsOidcProvider") is (provider == "created")
+    provider_arn = EXISTING_PROVIDER
+    if provider == "created":
+        url = r.properties("AzureDevOpsOidcProvider")["Url"]
+        assert url == f"https://vstoken.dev.azure.com/{ORG_ID}"
+        assert r.properties("AzureDevOpsOidcProvider")["ClientIdList"] == [AUDIENCE]
+        provider_arn = r.ref("AzureDevOpsOidcProvider")
+    (trust,) = trust_statements(r, "DeployRole")
+    host = f"vstoken.dev.azure.com/{ORG_ID}"
+    assert trust == {
+        "Sid": "AzureDevOpsServiceConnectionsOnly",
+        "Effect": "Allow",
+        "Principal": {"Federated": provider_arn},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {
+            "StringEquals": {f"{host}:aud": AUDIENCE, f"{host}:sub": [PRODUCTION_SUBJECT]}
+        },
+    }
+    assert AUTOMATION_ACCOUNT not in json.dumps(trust)
+    # Entra-issued tokens: the issuer is the condition key prefix.
+    entra = "https://login.microsoftonline.com/0a1b2c3d-0000-4000-8000-000000000000/v2.0"
+    subject = "/eid1/c/pub/t/AbC/a/DeF/sc/" + ORG_ID + "/33333333-3333-4333-8333-333333333333"
+    entra_params = {**DEPLOY_OIDC, "OidcIssuerUrl": entra, "AllowedSubjects": subject}
+    r = render(DEPLOY_ROLE, {**entra_params, "AzureDevOpsOrganizationId": ""})
+    (trust,) = trust_statements(r, "DeployRole")
+    key = entra.removeprefix("https://")
+    assert trust["Condition"] == {"StringEquals": {f"{key}:aud": AUDIENCE, f"{key}:sub": [subject]}}
+    # An Entra-issued token's aud may differ (docs/credentials.md): the audience is a parameter,
+    # used for both the provider's client id and the trust condition.
+    other = "fb60f99c-7a34-4190-8149-302f77469936"
+    r = render(
+        DEPLOY_ROLE, {**entra_params, "AzureDevOpsOrganizationId": "", "OidcAudience": other}
+    )
+    (trust,) = trust_statements(r, "DeployRole")
+    assert trust["Condition"]["StringEquals"][f"{key}:aud"] == other
+    assert r.properties("AzureDevOpsOidcProvider")["ClientIdList"] == [other]
+
+
+def test_trust_parameters_refuse_pipeline_subjects_and_half_configurations() -> None:
+    """A pipeline subject p://{org}/{project}/{pipeline} names no branch, stage or folder: any
+    job of the pipeline gets it. Only service connection subjects are accepted (CloudFormation
+    matches AllowedPattern against each member of a CommaDelimitedList)."""
+    spec = load_template(DEPLOY_ROLE)["Parameters"]["AllowedSubjects"]
+    for ok in ["", PRODUCTION_SUBJECT, "sc://contoso/ML Platform/smbridge production",
+               "/eid1/c/pub/t/AbC/a/DeF/sc/" + ORG_ID + "/" + ORG_ID]:  # fmt: skip
+        assert re.fullmatch(spec["AllowedPattern"], ok), ok
+    for bad in ["p://contoso/mlops/model-deploy", "*", "sc://contoso/mlops", 'sc://a/b/c"',
+                "sc://a/b/c\\", "repo:contoso/x:ref:refs/heads/main"]:  # fmt: skip
+        assert not re.fullmatch(spec["AllowedPattern"], bad), bad
+    assert failed_rules(DEPLOY_ROLE, {**DEPLOY_OIDC, "AllowedSubjects": ""}) == {
+        "OidcTrustIsConfigured"
+    }
+    no_issuer = {**DEPLOY_OIDC, "AzureDevOpsOrganizationId": ""}
+    assert failed_rules(DEPLOY_ROLE, no_issuer) == {"OidcTrustIsConfigured"}
+    assert failed_rules(DEPLOY_ROLE, {**DEPLOY_OIDC, "ExternalId": "abc"}) == {
+        "OidcTrustIsConfigured"
+    }
+    no_account = {k: v for k, v in DEPLOY_BASE.items() if k != "AutomationAccountId"}
+    assert failed_rules(DEPLOY_ROLE, no_account) == {"AutomationAccountIsConfigured"}
+
+
+def test_external_id_parameter_is_botocores_pattern() -> None:
+    """botocore's STS model, AssumeRole ExternalId: [\\w+=,.@:\\/-]*, length 2-1224 (STS's \\w
+    is ASCII); the parameter also takes "" (no external id)."""
+    import botocore.session
+
+    meta = (
+        botocore.session.get_session()
+        .get_service_model("sts")
+        .operation_model("AssumeRole")
+        .input_shape.members["ExternalId"]
+        .metadata
+    )
+    pattern = load_template(DEPLOY_ROLE)["Parameters"]["ExternalId"]["AllowedPattern"]
+    for value in ["ab", "a", "a" * 1224, "a" * 1225, "x+=,.@:/-_y", "a b", "ümlaut", 'q"', "a;b"]:
+        service = meta["min"] <= len(value) <= meta["max"] and bool(
+            re.fullmatch(meta["pattern"], value, re.ASCII)
         )
-        assert cfn_trust["Principal"] == {"Service": "cloudformation.amazonaws.com"}
+        assert bool(re.fullmatch(pattern, value)) is service, value
 
 
 @pytest.mark.parametrize("scenario", DEPLOY_SCENARIOS)
 def test_pass_role_is_restricted(scenario: str) -> None:
     r = render(DEPLOY_ROLE, DEPLOY_SCENARIOS[scenario])
-    service_role = r.resource_exists("CloudFormationServiceRole")
     passes = {
         (role, stmt["Resource"], json.dumps(stmt["Condition"], sort_keys=True))
         for role, stmts in policy_statements(r).items()
@@ -852,46 +986,90 @@ def test_pass_role_is_restricted(scenario: str) -> None:
                 actions == ["iam:PassRole"]
             ), (role, stmt)
     exec_arn = f"arn:aws:iam::{ACCOUNT}:role/{EXEC_ROLE_NAME}"
+    cfn_arn = f"arn:aws:iam::{ACCOUNT}:role/{CFN_ROLE_NAME}"
     to_sagemaker = json.dumps({"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
-    expected = {(CFN_ROLE_NAME if service_role else DEPLOY_ROLE_NAME, exec_arn, to_sagemaker)}
-    if service_role:
-        to_cfn = json.dumps(
-            {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
-        )
-        expected.add((DEPLOY_ROLE_NAME, f"arn:aws:iam::{ACCOUNT}:role/{CFN_ROLE_NAME}", to_cfn))
-    assert passes == expected
+    to_cfn = json.dumps({"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}})
+    # The deploy role passes exactly the service role, only to CloudFormation; the service role
+    # passes exactly the execution role, only to SageMaker.
+    assert passes == {
+        (DEPLOY_ROLE_NAME, cfn_arn, to_cfn),
+        (CFN_ROLE_NAME, exec_arn, to_sagemaker),
+    }
 
 
 @pytest.mark.parametrize("scenario", DEPLOY_SCENARIOS)
-def test_service_role_takes_the_stack_resource_permissions(scenario: str) -> None:
+def test_the_service_role_holds_the_stack_resource_permissions(scenario: str) -> None:
     r = render(DEPLOY_ROLE, DEPLOY_SCENARIOS[scenario])
-    service_role = DEPLOY_SCENARIOS[scenario].get("UseCloudFormationServiceRole") == "true"
-    assert r.resource_exists("CloudFormationServiceRole") is service_role
+    assert stack_resources_role(r) == CFN_ROLE_NAME
     by_role = policy_statements(r)
     deploy_actions = {a for s in by_role[DEPLOY_ROLE_NAME] for a in as_list(s["Action"])}
+    cfn_actions = {a for s in by_role[CFN_ROLE_NAME] for a in as_list(s["Action"])}
     write_actions = {
         "sagemaker:CreateEndpoint",
         "sagemaker:UpdateEndpoint",
         "sagemaker:DeleteEndpoint",
         "sagemaker:CreateModel",
         "application-autoscaling:RegisterScalableTarget",
+        "application-autoscaling:PutScalingPolicy",
         "cloudwatch:PutMetricAlarm",
         "sns:CreateTopic",
     }
-    if service_role:
-        assert not write_actions & deploy_actions
-        cfn_actions = {a for s in by_role[CFN_ROLE_NAME] for a in as_list(s["Action"])}
-        assert write_actions <= cfn_actions
-    else:
-        assert write_actions <= deploy_actions
-    # smbridge's own calls stay with the deploy role either way.
+    assert not write_actions & deploy_actions
+    assert write_actions <= cfn_actions
+    # smbridge's own calls stay with the deploy role.
     assert {
         "cloudformation:CreateChangeSet",
         "cloudformation:ExecuteChangeSet",
+        "cloudformation:ContinueUpdateRollback",
+        "cloudformation:DeleteStack",
         "sagemaker:DescribeModelPackage",
         "sagemaker:InvokeEndpoint",
         "sagemaker:CreateTransformJob",
     } <= deploy_actions
+    assert not {a for a in cfn_actions if a.startswith("cloudformation:")}
+
+
+def test_production_autoscaling_alarms_are_allowed() -> None:
+    """Production autoscales (staging never does, so a staging deploy cannot show this). A target
+    tracking policy makes Application Auto Scaling create and delete CloudWatch alarms named
+    TargetTracking-* with the caller's permissions (Application Auto Scaling user guide,
+    "Target tracking scaling policies"; "Identity-based policy examples": users need the
+    CloudWatch permissions too): the role CloudFormation works with needs PutMetricAlarm and
+    DeleteAlarms on them, and DescribeAlarms (no resource-level permissions: Service
+    Authorization Reference)."""
+    from bridge.aws.registry import ModelPackageArn
+    from bridge.deploy import render_stage
+
+    configs = _stage_configs()
+    package = ModelPackageArn.parse(PACKAGE_ARN)
+    production = render_stage(configs["production"], package)
+    assert "ScalingPolicy" in created(render(REALTIME, production.parameters))
+    tracking = render(REALTIME, production.parameters).properties("ScalingPolicy")
+    assert tracking["PolicyType"] == "TargetTrackingScaling"
+    staging = render_stage(configs["staging"], package)
+    assert "ScalingPolicy" not in created(render(REALTIME, staging.parameters))
+
+    endpoint = production.parameters["EndpointName"]
+    alarm = (
+        f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:TargetTracking-endpoint/{endpoint}"
+        "/variant/AllTraffic-AlarmHigh-0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+    )
+    for scenario in DEPLOY_SCENARIOS.values():
+        r = render(DEPLOY_ROLE, scenario)
+        stmts = policy_statements(r)[stack_resources_role(r)]
+        for action in (
+            "cloudwatch:PutMetricAlarm",
+            "cloudwatch:DeleteAlarms",
+            "cloudwatch:DescribeAlarms",
+        ):
+            assert allows(stmts, action, alarm), action
+        # The stacks' own alarms, and nobody else's.
+        assert allows(
+            stmts, "cloudwatch:PutMetricAlarm", alarm.replace("TargetTracking-", "smbridge-demo-x-")
+        )
+        other = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:billing-alarm"
+        assert not allows(stmts, "cloudwatch:PutMetricAlarm", other)
+        assert not allows(stmts, "cloudwatch:DeleteAlarms", other)
 
 
 @pytest.mark.parametrize("scenario", DEPLOY_SCENARIOS)
@@ -918,6 +1096,13 @@ def test_deploy_permissions_are_scoped(scenario: str) -> None:
                         assert account == ACCOUNT and name.startswith(prefix), resource
                 elif service == "cloudformation":
                     assert rest == f"stack/{prefix}-*/*", resource
+                elif service == "cloudwatch" and rest == "alarm:TargetTracking-*":
+                    # Application Auto Scaling's target tracking alarms: write only.
+                    assert sorted(actions) == [
+                        "cloudwatch:DeleteAlarms",
+                        "cloudwatch:PutMetricAlarm",
+                    ]
+                    assert account == ACCOUNT and role == CFN_ROLE_NAME
                 elif service in ("cloudwatch", "sns"):
                     assert account == ACCOUNT and rest.rsplit(":", 1)[-1].startswith(prefix)
                 elif service == "application-autoscaling":
@@ -952,6 +1137,7 @@ def test_deploy_permissions_are_scoped(scenario: str) -> None:
         "application-autoscaling:DescribeScalingActivities",
         "ecr:GetAuthorizationToken",
         "cloudwatch:PutMetricData",
+        "cloudwatch:DescribeAlarms",
     }
 
 
@@ -968,6 +1154,7 @@ def test_deploy_role_lists_the_documented_actions() -> None:
         "cloudformation:GetTemplateSummary",
         "cloudformation:ListChangeSets",
         "cloudformation:DeleteStack",
+        "cloudformation:ContinueUpdateRollback",
     } <= set(by_sid["Stacks"]["Action"])
     assert set(by_sid["TransformJobs"]["Action"]) >= {
         "sagemaker:CreateTransformJob",
@@ -978,10 +1165,20 @@ def test_deploy_role_lists_the_documented_actions() -> None:
         f"arn:aws:sagemaker:{REGION}:{REGISTRY_ACCOUNT}:model-package/{GROUP}/*",
         f"arn:aws:sagemaker:{REGION}:{REGISTRY_ACCOUNT}:model-package-group/{GROUP}",
     ]
-    assert by_sid["Alarms"]["Resource"] == (
+    cfn_by_sid = {s["Sid"]: s for s in policy_statements(r)[CFN_ROLE_NAME]}
+    assert cfn_by_sid["Alarms"]["Resource"] == (
         f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:smbridge*"
     )
-    slr = by_sid["AutoScalingServiceLinkedRole"]
+    assert cfn_by_sid["TargetTrackingAlarms"]["Resource"] == (
+        f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:TargetTracking-*"
+    )
+    assert cfn_by_sid["DescribeAlarms"] == {
+        "Sid": "DescribeAlarms",
+        "Effect": "Allow",
+        "Action": "cloudwatch:DescribeAlarms",
+        "Resource": "*",
+    }
+    slr = cfn_by_sid["AutoScalingServiceLinkedRole"]
     assert slr["Resource"].endswith(
         "/sagemaker.application-autoscaling.amazonaws.com/"
         "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
@@ -1039,12 +1236,14 @@ def test_deploy_role_outputs() -> None:
         "EndpointExecutionRoleArn",
         "CloudFormationServiceRoleArn",
     }
-    assert (
-        render(DEPLOY_ROLE, DEPLOY_BASE).eval(
-            tpl["Outputs"]["CloudFormationServiceRoleArn"]["Value"]
-        )
-        == ""
-    )
+    r = render(DEPLOY_ROLE, DEPLOY_BASE)
+    deploy_role = r.eval(tpl["Outputs"]["DeployRoleArn"]["Value"])
+    service_role = r.eval(tpl["Outputs"]["CloudFormationServiceRoleArn"]["Value"])
+    assert service_role == f"arn:aws:iam::{ACCOUNT}:role/{CFN_ROLE_NAME}"
+    # The stage config's default cloudformation_role_arn is derived from deploy_role_arn.
+    from bridge.deploy_config import default_cloudformation_role_arn
+
+    assert default_cloudformation_role_arn(deploy_role) == service_role
 
 
 # ------------------------------------------------------------- 2. model package group policy

@@ -4,15 +4,19 @@ The rules, each a function returning its problems (empty when the pipeline keeps
 mutation tests at the end can show that every rule fails on a pipeline that breaks it:
 
 - ``parameter_problems``: exactly the four parameters the approval trigger sends
-  (``bridge.trigger.routing.RESERVED_PARAMETERS``), all ``string`` with default ``''``; the Runs
-  API answers 400 to an undeclared one.
+  (``bridge.trigger.routing.RESERVED_PARAMETERS``), all ``string`` with default ``' '`` (a
+  default of ``''`` makes a string parameter required in the Run pipeline panel; the scripts trim
+  the blank away, see tests/unit/test_pipeline_outside_values.py); the Runs API answers 400 to an
+  undeclared one.
 - ``gate_problems``: the stage graph (``dependsOn``, by default the previous stage) is
   Prepare -> DeployStaging -> TestStaging -> DeployProd -> PostDeploy, each stage depending
   directly on the one before it and its condition implying that one succeeded (a small parser of
   Azure Pipelines condition expressions decides: ``succeeded()``, ``and(...)`` with such a term,
   ``eq(dependencies.X.result, 'Succeeded')``; anything with ``always()``, ``or``, ``not``,
   ``succeededOrFailed()`` ... does not). Nothing in DeployProd runs on failure, nothing in
-  TestStaging can hide a failed test (``continueOnError``, ``enabled: false``).
+  TestStaging can hide a failed test (``continueOnError``, ``enabled: false``). The one
+  exception in DeployProd: ``PublishTestResults@2`` may run on failure (it publishes the smoke
+  test's results and makes no AWS call).
 - ``environment_problems``: every ``smbridge deploy --stage S`` runs in a deployment job whose
   environment ends in ``-S`` (so production goes through the environment's Approval check), the
   name fixed at compile time.
@@ -47,6 +51,11 @@ from tests.unit import test_azure_pipelines_yaml as shared
 MODEL_DEPLOY = shared.PIPELINES_DIR / "model-deploy.yml"
 
 PARAMETERS = ("modelPackageArn", "modelPackageGroupName", "modelPackageVersion", "sourceEventId")
+# The default of every parameter: blank, which the Run pipeline panel accepts (a default of ''
+# would make the field required there) and the scripts trim to empty.
+PLACEHOLDER = " "
+# Tasks that may run after a failure in DeployProd: they publish results, deploy nothing.
+RESULT_PUBLISHERS = {"PublishTestResults@2"}
 CHAIN = ("Prepare", "DeployStaging", "TestStaging", "DeployProd", "PostDeploy")
 SUBCOMMANDS = {("prepare",), ("deploy",), ("endpoint", "test"), ("registry", "describe")}
 TWO_WORD_COMMANDS = {"endpoint", "registry", "pipeline", "trigger"}
@@ -292,8 +301,10 @@ def parameter_problems(doc: dict[str, Any]) -> list[str]:
     for p in params:
         if p.get("type") != "string":
             problems.append(f"parameter {p.get('name')}: type {p.get('type')!r}, not string")
-        if p.get("default", None) != "":
-            problems.append(f"parameter {p.get('name')}: default {p.get('default')!r}, not ''")
+        if p.get("default", None) != PLACEHOLDER:
+            problems.append(
+                f"parameter {p.get('name')}: default {p.get('default')!r}, not {PLACEHOLDER!r}"
+            )
         if "values" in p:
             problems.append(f"parameter {p.get('name')}: restricted values")
     return problems
@@ -333,7 +344,7 @@ def gate_problems(doc: dict[str, Any]) -> list[str]:
             if isinstance(strategy, dict) and "on" in strategy:
                 problems.append(f"DeployProd/{job_name(job)}: on: failure/success hooks")
         for step in steps_of(job):
-            if runs_on_failure(step.get("condition")):
+            if runs_on_failure(step.get("condition")) and step.get("task") not in RESULT_PUBLISHERS:
                 problems.append(f"DeployProd: step {step.get('displayName')!r} runs on failure")
     tests = [argv for stage, _, _, argv in smbridge_steps(doc) if stage == "TestStaging"]
     if not any(subcommand(a) == ("endpoint", "test") for a in tests):
@@ -666,12 +677,14 @@ def test_each_stage_uses_its_own_config_and_results(doc: dict[str, Any]) -> None
             assert argv[2] == "${MODEL_PACKAGE_ARN}"
             assert option(argv, "--output") == "json"
         seen.add((stage, subcommand(argv)))
+    # The production smoke test runs in DeployProd, the only job that references the production
+    # service connection (tests/unit/test_pipeline_trust_boundary.py); PostDeploy only records.
     assert seen == {
         ("Prepare", ("prepare",)),
         ("DeployStaging", ("deploy",)),
         ("TestStaging", ("endpoint", "test")),
         ("DeployProd", ("deploy",)),
-        ("PostDeploy", ("endpoint", "test")),
+        ("DeployProd", ("endpoint", "test")),
         ("PostDeploy", ("registry", "describe")),
     }
 
@@ -710,7 +723,7 @@ def test_timeouts(doc: dict[str, Any]) -> None:
     minutes = {s["stage"]: int(j["timeoutInMinutes"]) for s in doc["stages"] for j in s["jobs"]}
     assert minutes["DeployProd"] >= 120  # blue/green with canary traffic shifting: about 1 h
     assert minutes["DeployStaging"] >= 60
-    assert all(0 < m <= 120 for m in minutes.values())
+    assert all(0 < m <= 150 for m in minutes.values())
 
 
 def test_output_variables_the_later_stages_read(doc: dict[str, Any]) -> None:
@@ -724,12 +737,14 @@ def test_output_variables_the_later_stages_read(doc: dict[str, Any]) -> None:
             "$[ stageDependencies.DeployStaging.staging.outputs['staging.stack.endpointName'] ]"
         )
     }
-    assert variables["PostDeploy"] == {
-        "resolvedModelPackageArn": arn,
-        "productionEndpointName": (
-            "$[ stageDependencies.DeployProd.production.outputs['production.stack.endpointName'] ]"
-        ),
-    }
+    assert variables["PostDeploy"] == {"resolvedModelPackageArn": arn}
+    # the smoke test reads the deploy step's output in the same job
+    (smoke,) = [
+        s
+        for s in steps_of(stage_map(doc)["DeployProd"]["jobs"][0])
+        if s.get("name") == "endpoint_test"
+    ]
+    assert smoke["env"]["ENDPOINT_NAME"] == "$(stack.endpointName)"
 
 
 def test_the_shared_scan_sees_the_deployment_steps(doc: dict[str, Any]) -> None:
@@ -793,6 +808,10 @@ def _extra_parameter(d: dict[str, Any]) -> None:
 
 def _param_default(d: dict[str, Any]) -> None:
     d["parameters"][2]["default"] = "1"
+
+
+def _param_required_by_hand(d: dict[str, Any]) -> None:
+    d["parameters"][1]["default"] = ""
 
 
 def _unpublished_junit(d: dict[str, Any]) -> None:
@@ -875,7 +894,11 @@ MUTATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     ),
     "output variable the command does not set": (
         "output variables",
-        _replace_in_stage("PostDeploy", "stack.endpointName", "stack.endpointUrl"),
+        _replace_in_stage("TestStaging", "staging.stack.endpointName", "staging.stack.endpointUrl"),
+    ),
+    "same-job output the command does not set": (
+        "output variables",
+        _replace_in_stage("DeployProd", "$(stack.endpointName)", "$(stack.endpointUrl)"),
     ),
     "output from a stage that is not a dependency": (
         "output variables",
@@ -887,6 +910,7 @@ MUTATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     ),
     "fifth parameter": ("parameters", _extra_parameter),
     "parameter with a default": ("parameters", _param_default),
+    "parameter required in the Run pipeline panel": ("parameters", _param_required_by_hand),
 }
 
 

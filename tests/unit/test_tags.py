@@ -86,3 +86,27 @@ def test_upsert_with_an_azure_devops_name_that_sagemaker_would_refuse(aws, tmp_p
     assert result.action == "created"
     tags = clients.client("sagemaker").list_tags(ResourceArn=result.pipeline_arn)["Tags"]
     assert {"Key": "azdo:repository", "Value": "R_D/churn"} in tags
+
+
+def test_stack_tags_from_a_stage_config_are_cleaned():
+    import json
+    from pathlib import Path
+
+    from bridge.aws.registry import ModelPackageArn
+    from bridge.deploy import render_stage
+    from bridge.deploy_config import StageConfig
+
+    document = json.loads(
+        (Path(__file__).resolve().parents[2] / "model-deploy/config/staging.json").read_text()
+    )
+    document["tags"] = {"team": "R&D (ml), #7", "empty": ""}
+    config = StageConfig.model_validate(document)
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/churn-xgb/4"
+    plan = render_stage(config, ModelPackageArn.parse(arn))
+    assert plan.tags["team"] == "R_D _ml_ _7"
+    assert "empty" not in plan.tags
+    validate_request(
+        "cloudformation",
+        "CreateChangeSet",
+        {"StackName": "s", "ChangeSetName": "c", "Tags": tag_list(plan.tags)},
+    )
