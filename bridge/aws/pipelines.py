@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 
 from bridge.aws.errors import aws_call, describe, error_code
 from bridge.aws.tags import tag_list
-from bridge.definition import StagedUpload, canonical_json, sha256_text
 from bridge.errors import DefinitionError, ParameterError, ServiceError
+from bridge.pipeline.definition import StagedUpload, canonical_json, sha256_text
 
 # CreatePipeline takes an inline definition up to 1 MB; beyond that it must come from S3.
 INLINE_DEFINITION_LIMIT = 1_000_000

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bridge.cli import main
+from bridge.cli.app import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WRITES = {"CreatePipeline", "UpdatePipeline", "AddTags", "PutObject", "CreateMultipartUpload"}

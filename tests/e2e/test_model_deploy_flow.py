@@ -23,7 +23,7 @@ import responses
 import yaml
 from moto import mock_aws
 
-from bridge.cli import main
+from bridge.cli.app import main
 from tests.support.fake_endpoint import FakeEndpoint, train_model
 from tests.support.moto_patches import (  # noqa: F401
     moto_change_sets_with_outputs,

@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 import responses
 
-from bridge import ado_setup
-from bridge.ado_setup import setup_environments
+from bridge.ado import setup as ado_setup
+from bridge.ado.setup import setup_environments
 from bridge.azure_devops import approvals, environments
 from bridge.azure_devops.client import AzureDevOpsClient, AzureDevOpsError
 from bridge.azure_devops.credentials import PatCredential
@@ -40,7 +40,7 @@ from bridge.azure_devops.environments import (
     Environment,
     Identity,
 )
-from bridge.output import Reporter
+from bridge.core.output import Reporter
 from tests.support.fake_ado import FakeAzureDevOps
 from tests.unit.test_ado_setup import (  # noqa: F401 (smbridge: fixture)
     ANN,

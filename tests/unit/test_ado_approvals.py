@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import responses
 
-from bridge import ado_setup
-from bridge.ado_setup import ApprovalDecisionParams, ApprovalNotPending, ApprovalsListParams
+from bridge.ado import setup as ado_setup
+from bridge.ado.setup import ApprovalDecisionParams, ApprovalNotPending, ApprovalsListParams
 from bridge.azure_devops.client import AzureDevOpsClient, AzureDevOpsError
 from bridge.azure_devops.credentials import PatCredential
-from bridge.output import Reporter
+from bridge.core.output import Reporter
 from tests.support.fake_ado import FakeAzureDevOps, Fault
 from tests.unit.test_ado_setup import PAT, TOKEN, methods, smbridge  # noqa: F401 (fixture)
 

@@ -13,8 +13,7 @@ import pytest
 import responses
 from pydantic import ValidationError
 
-from bridge import cli
-from bridge.ado_setup import (
+from bridge.ado.setup import (
     EnvironmentsSettings,
     SetupParams,
     setup_environments,
@@ -33,9 +32,10 @@ from bridge.azure_devops.environments import (
     APPROVAL_CHECK_TYPE_ID,
     EXCLUSIVE_LOCK_CHECK_TYPE_ID,
 )
-from bridge.cli_ado import add_ado_commands
+from bridge.cli import app as cli
+from bridge.cli.ado import add_ado_commands
+from bridge.core.output import Reporter
 from bridge.errors import CredentialsError, UserError
-from bridge.output import Reporter
 from tests.support.fake_ado import FakeAzureDevOps, Fault
 
 PAT = "ADO-PAT-SENTINEL-7f3a9c"
@@ -728,7 +728,7 @@ def _has_ado(parser: argparse.ArgumentParser) -> bool:
 
 @pytest.fixture
 def smbridge(monkeypatch, tmp_path):
-    """``smbridge`` as a function, with ``ado`` wired in (until bridge/cli.py does it) and a
+    """``smbridge`` as a function, with ``ado`` wired in (until bridge/cli/app.py does it) and a
     bridge.yaml naming the organization and project."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AZURE_DEVOPS_EXT_PAT", raising=False)
@@ -744,14 +744,14 @@ def smbridge(monkeypatch, tmp_path):
             return parser
 
         monkeypatch.setattr(cli, "build_parser", build_parser)
-    from bridge.config import AzureDevOpsSettings
+    from bridge.settings.bridge_config import AzureDevOpsSettings
 
     section: dict[str, Any] = {"organization": "contoso", "project": "mlops"}
     if "environments" in AzureDevOpsSettings.model_fields:
         section["environments"] = SETTINGS
-    else:  # until bridge/config.py declares azure_devops.environments
+    else:  # until bridge/settings/bridge_config.py declares azure_devops.environments
         monkeypatch.setattr(
-            "bridge.cli_ado.environments_settings",
+            "bridge.cli.ado.environments_settings",
             lambda config: EnvironmentsSettings.model_validate(SETTINGS),
         )
     import yaml
@@ -838,10 +838,12 @@ def test_cli_invalid_input_is_one_line_exit_2(smbridge, fake, capsys):
 
 
 def test_the_bridge_yaml_section_builds_the_params(tmp_path):
-    from bridge.config import AzureDevOpsSettings, load_config
+    from bridge.settings.bridge_config import AzureDevOpsSettings, load_config
 
     if "environments" not in AzureDevOpsSettings.model_fields:
-        pytest.skip("bridge/config.py does not declare azure_devops.environments yet")
+        pytest.skip(
+            "bridge/settings/bridge_config.py does not declare azure_devops.environments yet"
+        )
     import yaml
 
     path: Path = tmp_path / "bridge.yaml"

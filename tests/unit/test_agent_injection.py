@@ -25,11 +25,11 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from bridge import agent
-from bridge import cli as cli_module
-from bridge.cli import main
+from bridge.cli import app as cli_module
+from bridge.cli.app import main
+from bridge.core import agent
+from bridge.core.output import Reporter
 from bridge.errors import ServiceError
-from bridge.output import Reporter
 from tests.support.fakes import ScriptedStep, StaticClients
 
 HOSTILE = [
@@ -306,7 +306,7 @@ def test_pipeline_start_wait_with_a_hostile_failure_reason(
     project, on_agent, monkeypatch, capsys, fake_sagemaker, fake_clients, clock
 ):
     """SageMaker's FailureReason reaches progress lines, the steps table and the error line."""
-    from bridge import pipeline
+    from bridge.pipeline import operations as pipeline
 
     monkeypatch.setenv("BUILD_BUILDID", "42")
     fake_sagemaker.add_pipeline("demo", [])

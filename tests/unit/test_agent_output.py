@@ -3,8 +3,8 @@ from __future__ import annotations
 import io
 import json
 
-from bridge import agent
-from bridge.output import Reporter
+from bridge.core import agent
+from bridge.core.output import Reporter
 
 
 def test_logging_commands_escape_values():

@@ -10,7 +10,7 @@ import botocore.endpoint
 import pytest
 from moto import mock_aws
 
-from bridge.cli import main
+from bridge.cli.app import main
 
 ROLE = "arn:aws:iam::123456789012:role/exec"
 REPO_ROOT = Path(__file__).resolve().parents[2]

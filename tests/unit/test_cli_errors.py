@@ -11,8 +11,8 @@ import pytest
 import responses
 from botocore.exceptions import EndpointConnectionError
 
-from bridge.cli import main
-from bridge.config import load_config
+from bridge.cli.app import main
+from bridge.settings.bridge_config import load_config
 from tests.support.ado_contract import REFERENCE_DIR
 
 EVENT = str(REFERENCE_DIR / "sagemaker-events" / "model-package-approved.json")

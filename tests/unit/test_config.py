@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import load_config
 from bridge.errors import ConfigError
+from bridge.settings.bridge_config import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError, field_validator
 
-from bridge.cli import main
-from bridge.config import MAX_CONFIG_BYTES, load_config
+from bridge.cli.app import main
 from bridge.errors import ConfigError, first_error, mask, shown
+from bridge.settings.bridge_config import MAX_CONFIG_BYTES, load_config
 
 # Shaped like the real thing, made up.
 CLASSIC_PAT = "k3x9m2q7w8e4r5t6y1u0i9o8p7a6s5d4f3g2h1j0l9z8x7c6v5b4"
@@ -346,7 +346,7 @@ def test_cli_directory_as_bridge_yaml(tmp_path, monkeypatch, capsys):
 def test_stage_config_errors_never_echo_a_secret_and_name_the_file(tmp_path):
     import json
 
-    from bridge.deploy_config import load_stage_config
+    from bridge.settings.stage import load_stage_config
 
     pat = "a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s9t0u1v2w3x4y5z6"  # 52 chars, a classic PAT
     bad = tmp_path / "staging.json"

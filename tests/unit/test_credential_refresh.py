@@ -13,12 +13,12 @@ import boto3
 import pytest
 import responses
 
-from bridge.agent import AgentRun
 from bridge.aws.session import AwsAuth, AwsClients
 from bridge.azure_devops.oidc import AzureDevOpsOidcTokenSource
+from bridge.core.agent import AgentRun
+from bridge.core.output import Reporter
 from bridge.errors import CredentialsError
-from bridge.output import Reporter
-from bridge.pipeline import StartParams, start_pipeline
+from bridge.pipeline.operations import StartParams, start_pipeline
 from tests.support.fakes import FakeSageMaker, FakeSts, ScriptedStep
 
 ROLE = "arn:aws:iam::123456789012:role/smbridge-ci"

@@ -16,9 +16,9 @@ from moto import mock_aws
 
 from bridge.aws.session import AwsAuth, AwsClients
 from bridge.aws.stacks import StackFailed, deploy_stack
-from bridge.deploy import DeployParams, deploy_stage
+from bridge.core.output import Reporter
+from bridge.deploy.operations import DeployParams, deploy_stage
 from bridge.errors import UserError
-from bridge.output import Reporter
 from tests.support.moto_patches import (  # noqa: F401
     moto_change_sets_with_outputs,
     moto_compatible,
@@ -234,7 +234,7 @@ def test_a_rollback_is_a_failure_with_its_reason():
 
 
 def agent_run(monkeypatch, build_id: str, attempt: str = "1") -> None:
-    """The variables the Azure Pipelines agent sets for a run (bridge.agent.AgentRun)."""
+    """The variables the Azure Pipelines agent sets for a run (bridge.core.agent.AgentRun)."""
     for name, value in {
         "TF_BUILD": "True",
         "BUILD_BUILDID": build_id,

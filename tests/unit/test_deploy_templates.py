@@ -15,7 +15,7 @@ Layers, from cheapest to most realistic:
    capture only when enabled, the async topics, the templates' Rules; the deploy role's trust
    (the automation account only), PassRole (the execution role only, to SageMaker only), name
    scoping and the only "*" resources; the model package group policy. The parameters
-   ``bridge.deploy.render_stage`` produces from the stage configs are checked against the
+   ``bridge.deploy.operations.render_stage`` produces from the stage configs are checked against the
    templates' parameter constraints (a contract between the two).
 3. moto's CloudFormation creates the real-time stack (AllAtOnce, and Canary with data capture
    and autoscaling) and updates it to a new model version; the SageMaker model, endpoint config
@@ -704,7 +704,7 @@ def test_async_autoscaling_and_scale_from_zero() -> None:
 
 
 def _stage_configs() -> dict[str, Any]:
-    from bridge.deploy_config import StageConfig, load_stage_config
+    from bridge.settings.stage import StageConfig, load_stage_config
 
     staging = load_stage_config(CONFIG_DIR / "staging.json")
     production = load_stage_config(CONFIG_DIR / "production.json")
@@ -757,7 +757,7 @@ def test_render_stage_parameters_fit_the_templates(stage: str) -> None:
     """``smbridge deploy`` passes only parameters the template declares, every parameter
     without a default, and values the parameter constraints and the Rules accept."""
     from bridge.aws.registry import ModelPackageArn
-    from bridge.deploy import render_stage
+    from bridge.deploy.operations import render_stage
 
     plan = render_stage(_stage_configs()[stage], ModelPackageArn.parse(PACKAGE_ARN))
     path = TEMPLATES_DIR / plan.template
@@ -1038,7 +1038,7 @@ def test_production_autoscaling_alarms_are_allowed() -> None:
     DeleteAlarms on them, and DescribeAlarms (no resource-level permissions: Service
     Authorization Reference)."""
     from bridge.aws.registry import ModelPackageArn
-    from bridge.deploy import render_stage
+    from bridge.deploy.operations import render_stage
 
     configs = _stage_configs()
     package = ModelPackageArn.parse(PACKAGE_ARN)
@@ -1241,7 +1241,7 @@ def test_deploy_role_outputs() -> None:
     service_role = r.eval(tpl["Outputs"]["CloudFormationServiceRoleArn"]["Value"])
     assert service_role == f"arn:aws:iam::{ACCOUNT}:role/{CFN_ROLE_NAME}"
     # The stage config's default cloudformation_role_arn is derived from deploy_role_arn.
-    from bridge.deploy_config import default_cloudformation_role_arn
+    from bridge.settings.stage import default_cloudformation_role_arn
 
     assert default_cloudformation_role_arn(deploy_role) == service_role
 

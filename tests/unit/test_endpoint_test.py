@@ -9,14 +9,14 @@ from xml.etree import ElementTree
 import boto3
 import pytest
 
-from bridge.endpoint_test import (
+from bridge.core.output import Reporter
+from bridge.deploy.endpoint_test import (
     Expectations,
     load_expectations,
     load_payload,
     run_endpoint_test,
     write_junit,
 )
-from bridge.output import Reporter
 from tests.support.fake_endpoint import FakeEndpoint, train_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ SageMakerResponse.list_pipeline_execution_steps = lambda self: '{"PipelineExecut
 SageMakerResponse.stop_pipeline_execution = lambda self: json.dumps(
     {"PipelineExecutionArn": self._get_param("PipelineExecutionArn")})
 import boto3
-from bridge.cli import main
+from bridge.cli.app import main
 argv = json.loads(sys.argv[1])
 with mock_aws():
     sm = boto3.client("sagemaker", region_name="eu-west-1")
@@ -72,7 +72,7 @@ def test_commands_by_name_never_import_the_sagemaker_sdk(argv, tmp_path):
 
 def test_importing_bridge_is_light():
     code = (
-        "import sys, bridge, bridge.cli;"
+        "import sys, bridge, bridge.cli.app;"
         "heavy = [m for m in ('sagemaker', 'boto3', 'pydantic') if m in sys.modules];"
         "print(','.join(heavy))"
     )

@@ -43,8 +43,8 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
-from bridge.cli import build_parser
-from bridge.durations import parse_duration
+from bridge.cli.app import build_parser
+from bridge.core.durations import parse_duration
 from bridge.trigger.routing import RESERVED_PARAMETERS
 from tests.unit import test_azure_pipelines_yaml as shared
 

@@ -13,9 +13,9 @@ at the end showing that each can fail:
   ``SMBRIDGE_AWS__SERVICE_CONNECTION_ID`` (a step's env:), from bridge.yaml
   ``aws.service_connection_id`` (every call), or, for ``deploy --config`` and ``endpoint test
   --stage-config``, from the stage config's ``service_connection_id`` (the stage's deploy role,
-  ``bridge.deploy.stage_clients``). A YAML variable of that name is refused outright: pipeline
-  variables reach every step's environment (Microsoft Learn, "Define variables": "System and
-  user-defined variables also get injected as environment variables for your platform").
+  ``bridge.deploy.operations.stage_clients``). A YAML variable of that name is refused outright:
+  pipeline variables reach every step's environment (Microsoft Learn, "Define variables":
+  "System and user-defined variables also get injected as environment variables for your platform").
 - ``boundary_problems`` (model-deploy.yml): each stage's connection is referenced only by the
   jobs of that stage, the production one only by the production deploy job, and each stage
   config (its deploy role) is used only there, so no other job can get a token the production

@@ -10,12 +10,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bridge import model_registry
 from bridge.aws.registry import ModelPackageArn
-from bridge.deploy import PrepareParams, prepare_release, render_stage
-from bridge.deploy_config import StageConfig, load_stage_config
+from bridge.core.output import Reporter
+from bridge.deploy.operations import PrepareParams, prepare_release, render_stage
 from bridge.errors import ConfigError, UserError
-from bridge.output import Reporter
+from bridge.registry import operations as model_registry
+from bridge.settings.stage import StageConfig, load_stage_config
 from tests.support.fakes import StaticClients
 from tests.support.registry import add_model_package
 

@@ -1,4 +1,4 @@
-"""bridge.sagemaker_build: model-build/ built offline with the SageMaker SDK v3, deterministically.
+"""bridge.pipeline.sdk: model-build/ built offline with the SageMaker SDK v3, deterministically.
 
 (a) no AWS call, no connection; (b) byte-identical across processes, seconds and checkouts;
 (c) editing train.py moves only the training code URI; (d) the definition's shape;
@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from bridge import sagemaker_build
-from bridge.definition import BuiltDefinition
 from bridge.errors import DefinitionError
-from bridge.sagemaker_build import build_pipeline_definition, code_files, content_digest
+from bridge.pipeline import sdk as sagemaker_build
+from bridge.pipeline.definition import BuiltDefinition
+from bridge.pipeline.sdk import build_pipeline_definition, code_files, content_digest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_BUILD = REPO_ROOT / "model-build"
@@ -249,7 +249,7 @@ def refuse_connect(sock, address):
 botocore.client.BaseClient._make_api_call = refuse_call
 socket.socket.connect = refuse_connect
 
-from bridge.sagemaker_build import build_pipeline_definition
+from bridge.pipeline.sdk import build_pipeline_definition
 target, staging, output, arguments = sys.argv[1:5]
 built = build_pipeline_definition(target, staging_dir=Path(staging), **json.loads(arguments))
 Path(output).write_bytes(built.definition_json.encode("utf-8"))
@@ -546,7 +546,7 @@ def test_sdk_validates_the_config_on_every_lookup(offline_build: Recorded) -> No
     )
     assert seen == [config], _sdk_changed(
         "config lookups no longer call SageMakerConfig.validate_sagemaker_config; "
-        "the validate-once patch in bridge/sagemaker_build.py is obsolete"
+        "the validate-once patch in bridge/pipeline/sdk.py is obsolete"
     )
 
 

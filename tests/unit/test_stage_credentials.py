@@ -16,9 +16,9 @@ import responses
 from botocore.stub import Stubber
 
 from bridge.aws.session import AwsAuth, AwsClients
-from bridge.deploy import stage_clients
-from bridge.deploy_config import EXTERNAL_ID_PATTERN, StageConfig, load_stage_config
+from bridge.deploy.operations import stage_clients
 from bridge.errors import ConfigError
+from bridge.settings.stage import EXTERNAL_ID_PATTERN, StageConfig, load_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "model-deploy" / "config"

@@ -13,12 +13,12 @@ import threading
 import boto3
 import pytest
 
-from bridge.agent import AgentRun
 from bridge.aws.session import CLIENT_CONFIG
 from bridge.aws.waiter import PollPolicy
+from bridge.core.agent import AgentRun
+from bridge.core.output import Reporter
 from bridge.errors import Cancelled, ExecutionFailed, ParameterError, UserError, WaitTimeout
-from bridge.output import Reporter
-from bridge.pipeline import (
+from bridge.pipeline.operations import (
     ExecutionParams,
     StartParams,
     pipeline_status,

@@ -20,10 +20,10 @@ import botocore.session
 import pytest
 from botocore.stub import ANY, Stubber
 
-from bridge.agent import AgentRun
+from bridge.core.agent import AgentRun
+from bridge.core.output import Reporter
 from bridge.errors import Cancelled, ServiceError
-from bridge.output import Reporter
-from bridge.pipeline import ExecutionParams, StartParams, start_pipeline, stop_pipeline
+from bridge.pipeline.operations import ExecutionParams, StartParams, start_pipeline, stop_pipeline
 from tests.support.fakes import ScriptedStep, StaticClients, _ServiceError
 
 ARN = "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/demo/execution/abc123"

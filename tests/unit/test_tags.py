@@ -14,10 +14,10 @@ import random
 
 import pytest
 
-from bridge.agent import AgentRun
 from bridge.aws.tags import MAX_VALUE, clean_tags, tag_list
-from bridge.output import Reporter
-from bridge.pipeline import upsert_pipeline
+from bridge.core.agent import AgentRun
+from bridge.core.output import Reporter
+from bridge.pipeline.operations import upsert_pipeline
 from tests.support.strict_botocore import validate_request
 from tests.unit.test_upsert import aws, definition, params  # noqa: F401 (fixture)
 
@@ -93,8 +93,8 @@ def test_stack_tags_from_a_stage_config_are_cleaned():
     from pathlib import Path
 
     from bridge.aws.registry import ModelPackageArn
-    from bridge.deploy import render_stage
-    from bridge.deploy_config import StageConfig
+    from bridge.deploy.operations import render_stage
+    from bridge.settings.stage import StageConfig
 
     document = json.loads(
         (Path(__file__).resolve().parents[2] / "model-deploy/config/staging.json").read_text()

@@ -14,7 +14,7 @@ import pytest
 import responses
 from moto import mock_aws
 
-from bridge.cli import main
+from bridge.cli.app import main
 from tests.support.ado_contract import REFERENCE_DIR
 from tests.support.fake_ado import FakeAzureDevOps, Fault
 
@@ -216,7 +216,7 @@ def test_package_imports_in_a_clean_venv_without_the_sagemaker_sdk(tmp_path, cap
         archive.extractall(tmp_path / "function")
     assert "bridge/trigger/handler.py" in names
     assert not any(name.startswith(("sagemaker", "boto3/", "botocore/")) for name in names)
-    assert "bridge/sagemaker_build.py" not in names
+    assert "bridge/pipeline/sdk.py" not in names
     # The Lambda runtime's own boto3: the same copier, from this environment.
     from bridge.trigger import package
 
@@ -252,7 +252,7 @@ def test_package_imports_in_a_clean_venv_without_the_sagemaker_sdk(tmp_path, cap
 
 
 def test_trigger_variables_are_not_config_overrides():
-    from bridge.config import NOT_OVERRIDES
+    from bridge.settings.bridge_config import NOT_OVERRIDES
     from bridge.trigger.settings import TriggerSettings
 
     trigger_variables = {f"SMBRIDGE_{name.upper()}" for name in TriggerSettings.model_fields}

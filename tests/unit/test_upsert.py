@@ -11,10 +11,10 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from bridge.agent import AgentRun
+from bridge.core.agent import AgentRun
+from bridge.core.output import Reporter
 from bridge.errors import DefinitionError
-from bridge.output import Reporter
-from bridge.pipeline import UpsertParams, upsert_pipeline
+from bridge.pipeline.operations import UpsertParams, upsert_pipeline
 from tests.support.fakes import StaticClients
 
 ROLE = "arn:aws:iam::123456789012:role/exec"

@@ -15,15 +15,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
-from bridge.agent import neutralize, on_agent
-from bridge.cli_ado import add_ado_commands
-from bridge.cli_parsers import add_command, require, validated
+from bridge.cli.ado import add_ado_commands
+from bridge.cli.common import add_command, require, validated
+from bridge.core.agent import neutralize, on_agent
+from bridge.core.output import Reporter, agent_safe_stream
 from bridge.errors import BridgeError, UserError
-from bridge.output import Reporter, agent_safe_stream
 
 if TYPE_CHECKING:
     from bridge.aws.session import AwsClients
-    from bridge.config import BridgeConfig
+    from bridge.settings.bridge_config import BridgeConfig
 
 TRIGGER_ENVIRONMENT = """
 
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> BridgeConfig:
-    from bridge.config import load_config
+    from bridge.settings.bridge_config import load_config
 
     return load_config(args.config)
 
@@ -272,7 +272,7 @@ def _clients(
     region: str | None = None,
 ) -> AwsClients:
     from bridge.aws.session import AwsClients
-    from bridge.credentials import aws_auth
+    from bridge.cli.clients import aws_auth
 
     auth = aws_auth(
         config,
@@ -352,7 +352,7 @@ def _planned(reporter: Reporter, text: str, **fields: Any) -> int:
 def _cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     from pathlib import Path
 
-    from bridge.pipeline import BuildParams, build_definition, describe_build
+    from bridge.pipeline.operations import BuildParams, build_definition, describe_build
 
     config = _config(args)
     params = validated(BuildParams, _build_fields(args, config))
@@ -383,7 +383,7 @@ def _cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _cmd_upsert(args: argparse.Namespace, reporter: Reporter) -> int:
-    from bridge.pipeline import UpsertParams, upsert_pipeline
+    from bridge.pipeline.operations import UpsertParams, upsert_pipeline
 
     config = _config(args)
     p = config.pipeline
@@ -404,8 +404,8 @@ def _cmd_upsert(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _cmd_start(args: argparse.Namespace, reporter: Reporter) -> int:
-    from bridge.durations import parse_duration
-    from bridge.pipeline import StartParams, start_pipeline
+    from bridge.core.durations import parse_duration
+    from bridge.pipeline.operations import StartParams, start_pipeline
 
     config = _config(args)
     timeout = parse_duration(args.timeout) if args.timeout else None
@@ -434,7 +434,7 @@ def _cmd_start(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _execution_command(args: argparse.Namespace, reporter: Reporter, func_name: str) -> int:
-    from bridge import pipeline as ops
+    from bridge.pipeline import operations as ops
 
     config = _config(args)
     params = ops.ExecutionParams(
@@ -614,7 +614,7 @@ def _stage_configs(args: argparse.Namespace) -> list[Any]:
 def _cmd_prepare(args: argparse.Namespace, reporter: Reporter) -> int:
     from pathlib import Path
 
-    from bridge.deploy import PrepareParams, prepare_release
+    from bridge.deploy.operations import PrepareParams, prepare_release
 
     config = _config(args)
     registry_region = _registry_region(args, config)
@@ -630,7 +630,7 @@ def _cmd_prepare(args: argparse.Namespace, reporter: Reporter) -> int:
         },
     )
     if args.dry_run:
-        from bridge.deploy import check_offline
+        from bridge.deploy.operations import check_offline
 
         check_offline(params)
         operation = "DescribeModelPackage" if params.model_package_arn else "ListModelPackages"
@@ -649,8 +649,8 @@ def _cmd_prepare(args: argparse.Namespace, reporter: Reporter) -> int:
 def _cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> int:
     from pathlib import Path
 
-    from bridge.deploy import DeployParams, deploy_stage
-    from bridge.durations import parse_duration
+    from bridge.core.durations import parse_duration
+    from bridge.deploy.operations import DeployParams, deploy_stage
 
     params = validated(
         DeployParams,
@@ -670,7 +670,7 @@ def _cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _cmd_latest(args: argparse.Namespace, reporter: Reporter) -> int:
-    from bridge import model_registry
+    from bridge.registry import operations as model_registry
 
     config = _config(args)
     group = require(args.group or config.model_package_group, "model_package_group", "--group")
@@ -689,8 +689,8 @@ def _cmd_latest(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace, reporter: Reporter) -> int:
-    from bridge import model_registry
     from bridge.aws.registry import ModelPackageArn
+    from bridge.registry import operations as model_registry
 
     arn = ModelPackageArn.parse(args.arn, flag="ARN")
     if args.dry_run:
@@ -706,8 +706,8 @@ def _cmd_describe(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _cmd_set_status(args: argparse.Namespace, reporter: Reporter) -> int:
-    from bridge import model_registry
     from bridge.aws.registry import ModelPackageArn
+    from bridge.registry import operations as model_registry
 
     arn = ModelPackageArn.parse(args.arn, flag="ARN")
     clients = None if args.dry_run else _clients(args, _config(args), reporter, region=arn.region)
@@ -725,15 +725,15 @@ def _cmd_set_status(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _cmd_endpoint_test(args: argparse.Namespace, reporter: Reporter) -> int:
-    from bridge.deploy import stage_clients
-    from bridge.deploy_config import load_stage_config
-    from bridge.endpoint_test import (
+    from bridge.deploy.endpoint_test import (
         EndpointTestFailed,
         load_expectations,
         load_payload,
         run_endpoint_test,
         write_junit,
     )
+    from bridge.deploy.operations import stage_clients
+    from bridge.settings.stage import load_stage_config
 
     stage = load_stage_config(args.stage_config) if args.stage_config else None
     payload = args.payload or (stage.endpoint_test.payload if stage else None)

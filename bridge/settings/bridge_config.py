@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from bridge.ado_setup import EnvironmentsSettings
+from bridge.ado.setup import EnvironmentsSettings
 from bridge.errors import ConfigError, cut, first_error, shown
 
 DEFAULT_CONFIG_FILE = "bridge.yaml"

@@ -7,7 +7,7 @@
 
 On an agent (``TF_BUILD``, whatever the mode) the agent executes any line of stdout or stderr
 holding ``##vso[`` (or starting with ``##[``). Every line goes through :meth:`Reporter._write`:
-our own logging commands are written as built by :mod:`bridge.agent` (which neutralises what
+our own logging commands are written as built by :mod:`bridge.core.agent` (which neutralises what
 they carry), everything else is neutralised there, and the JSON result is escaped so that it
 parses to the same values. :class:`AgentSafeStream` does the same for other writers (a logger).
 """
@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO, cast
 
-from bridge import agent
+from bridge.core import agent
 from bridge.errors import mask
 
 Mode = Literal["text", "agent", "json"]
@@ -74,7 +74,7 @@ class Reporter:
 
     def _write(self, text: str, *, stream: TextIO | None = None, command: bool = False) -> None:
         """The one place a line is printed. ``command``: one of our own logging commands, built
-        by :mod:`bridge.agent`; anything else is neutralised on an agent."""
+        by :mod:`bridge.core.agent`; anything else is neutralised on an agent."""
         target = stream or (self._err if self.mode == "json" else self._out)
         text = self.redact(text)
         if self.agent_safe and not command:

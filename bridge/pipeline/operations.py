@@ -20,16 +20,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.agent import AgentRun
 from bridge.aws import pipelines as sm
 from bridge.aws.session import AwsClients
 from bridge.aws.tags import clean_tags
 from bridge.aws.waiter import DEFAULT_POLL_POLICY, PollPolicy, WaitTimedOut, wait_for_execution
-from bridge.definition import BuiltDefinition, canonical_json, load_definition, sha256_text
+from bridge.core.agent import AgentRun
+from bridge.core.output import Reporter
+from bridge.core.plan import PlannedCall, show_plan
+from bridge.core.signals import CancelRequested, cancel_on_signals
 from bridge.errors import Cancelled, ExecutionFailed, ServiceError, UserError, WaitTimeout
-from bridge.output import Reporter
-from bridge.plan import PlannedCall, show_plan
-from bridge.signals import CancelRequested, cancel_on_signals
+from bridge.pipeline.definition import BuiltDefinition, canonical_json, load_definition, sha256_text
 
 
 class _Params(BaseModel):

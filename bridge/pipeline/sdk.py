@@ -44,8 +44,8 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any
 
-from bridge.definition import BuiltDefinition, StagedUpload, canonical_json
 from bridge.errors import DefinitionError
+from bridge.pipeline.definition import BuiltDefinition, StagedUpload, canonical_json
 
 #: The SDK version the definitions are built and tested with; its driver files are part of the
 #: training step's code, so another version changes the definition.

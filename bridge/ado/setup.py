@@ -1,9 +1,9 @@
 """Azure DevOps administration as SDK functions: environments with an Exclusive Lock check each,
 a production Approval check and the model-deploy pipeline authorised on both; and the approvals
 waiting on runs. Each takes a pydantic parameters model and returns a result
-model; ``smbridge ado …`` (bridge/cli_ado.py) only maps arguments onto the parameters::
+model; ``smbridge ado …`` (bridge/cli/ado.py) only maps arguments onto the parameters::
 
-    from bridge.ado_setup import SetupParams, setup_environments
+    from bridge.ado.setup import SetupParams, setup_environments
     from bridge.azure_devops.client import AzureDevOpsClient
     from bridge.azure_devops.credentials import credential_from_environ
 
@@ -15,8 +15,8 @@ model; ``smbridge ado …`` (bridge/cli_ado.py) only maps arguments onto the par
     print(setup_environments(params, client=client).approval_check.action)
 
 ``EnvironmentsSettings`` is the ``azure_devops.environments`` section of bridge.yaml. This module
-is imported by bridge/config.py, so it loads no HTTP code at import time (the Azure DevOps modules
-are imported by the functions that use them).
+is imported by bridge/settings/bridge_config.py, so it loads no HTTP code at import time (the
+Azure DevOps modules are imported by the functions that use them).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from urllib.parse import quote, quote_plus
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
+from bridge.core.output import Reporter
 from bridge.errors import UserError
-from bridge.output import Reporter
 
 if TYPE_CHECKING:
     from bridge.azure_devops.client import ApiRequest, AzureDevOpsClient
@@ -79,7 +79,7 @@ class ProductionApproval(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ProductionApproval:
-        # phrased to follow "expected" in bridge/config.py's one-line errors
+        # phrased to follow "expected" in bridge/settings/bridge_config.py's one-line errors
         ids = [a.id for a in self.approvers]
         twice = sorted({str(i) for i in ids if ids.count(i) > 1})
         if twice:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from bridge.agent import on_agent
 from bridge.aws import registry
 from bridge.aws.errors import aws_call
 from bridge.aws.session import AwsClients
+from bridge.core.agent import on_agent
+from bridge.core.output import Reporter
 from bridge.errors import UserError
-from bridge.output import Reporter
 
 
 def latest(

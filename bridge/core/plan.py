@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bridge.output import Reporter
+    from bridge.core.output import Reporter
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from xml.etree import ElementTree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.aws.endpoints import Invocation, invoke
+from bridge.core.output import Reporter
 from bridge.errors import ConfigError, UserError, first_error
-from bridge.output import Reporter
 
 
 class Expectations(BaseModel):

@@ -1,7 +1,7 @@
 """Pipeline definitions: load one (a JSON file or a ``module:function``), canonicalise and hash it.
 
 Only :func:`load_definition` with a ``module:function`` target touches the SageMaker SDK, and it
-does so through :mod:`bridge.sagemaker_build`, imported lazily.
+does so through :mod:`bridge.pipeline.sdk`, imported lazily.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class BuiltDefinition:
 
 def load_definition(target: str, **build_args: Any) -> BuiltDefinition:
     """A definition from a ``.json`` file (used as is) or built offline from ``module:function``
-    by :func:`bridge.sagemaker_build.build_pipeline_definition` with ``build_args`` (region,
+    by :func:`bridge.pipeline.sdk.build_pipeline_definition` with ``build_args`` (region,
     role_arn, bucket, pipeline_name, model_package_group_name, staging_dir, code_prefix).
 
     Building never calls AWS: code is staged under ``staging_dir`` with content-addressed S3 keys
@@ -87,6 +87,6 @@ def load_definition(target: str, **build_args: Any) -> BuiltDefinition:
             f"--definition {target!r}: expected a .json file or module:function "
             "(e.g. model-build/pipeline.py:get_pipeline)"
         )
-    from bridge import sagemaker_build  # the SageMaker SDK loads only on this path
+    from bridge.pipeline import sdk  # the SageMaker SDK loads only on this path
 
-    return sagemaker_build.build_pipeline_definition(target, **build_args)
+    return sdk.build_pipeline_definition(target, **build_args)

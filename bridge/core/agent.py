@@ -1,6 +1,6 @@
 """Azure Pipelines agent integration: logging commands, output variables, run identity.
 
-Only string formatting lives here; :mod:`bridge.output` decides when to use it.
+Only string formatting lives here; :mod:`bridge.core.output` decides when to use it.
 See https://learn.microsoft.com/azure/devops/pipelines/scripts/logging-commands
 
 The agent reads a step's stdout AND stderr line by line (a line ends at ``\\n``, ``\\r\\n`` or a

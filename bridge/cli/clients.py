@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from bridge.aws.session import AwsAuth
 from bridge.azure_devops.oidc import AzureDevOpsOidcTokenSource
-from bridge.config import BridgeConfig
-from bridge.output import Reporter
+from bridge.core.output import Reporter
+from bridge.settings.bridge_config import BridgeConfig
 
 
 def aws_auth(

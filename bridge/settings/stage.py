@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bridge.config import AccountId, Region, RoleArn
 from bridge.errors import ConfigError, first_error, shown
+from bridge.settings.bridge_config import AccountId, Region, RoleArn
 
 NamePrefix = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
 

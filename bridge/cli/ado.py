@@ -1,8 +1,8 @@
 """``smbridge ado …``: Azure DevOps environments (Exclusive Lock and production Approval checks,
 the model-deploy pipeline's permission on them), and approvals.
 
-Argument parsing and rendering only; each handler calls one function of bridge/ado_setup.py.
-Nothing heavy is imported at module level (bridge/cli.py imports this module for ``--help``).
+Argument parsing and rendering only; each handler calls one function of bridge/ado/setup.py.
+Nothing heavy is imported at module level (bridge/cli/app.py imports this module for ``--help``).
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from bridge.cli_parsers import add_command, require, validated
+from bridge.cli.common import add_command, require, validated
+from bridge.core.output import Reporter
 from bridge.errors import UserError
-from bridge.output import Reporter
 
 if TYPE_CHECKING:
-    from bridge.ado_setup import EnvironmentsSettings
+    from bridge.ado.setup import EnvironmentsSettings
     from bridge.azure_devops.client import AzureDevOpsClient
-    from bridge.config import BridgeConfig
+    from bridge.settings.bridge_config import BridgeConfig
 
 ADO_EXIT_CODES = """exit codes:
   0    success
@@ -90,7 +90,7 @@ def add_ado_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _load_config(path: str | None) -> BridgeConfig:
-    from bridge.config import load_config
+    from bridge.settings.bridge_config import load_config
 
     return load_config(path)
 
@@ -132,7 +132,7 @@ def _client(
 
 
 def _cmd_setup(args: argparse.Namespace, reporter: Reporter) -> int:
-    from bridge.ado_setup import SetupParams, setup_environments
+    from bridge.ado.setup import SetupParams, setup_environments
 
     config = _load_config(args.config)
     organization, project = _project(args, config)
@@ -154,7 +154,7 @@ def _cmd_setup(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
-    from bridge.ado_setup import ApprovalsListParams, list_approvals
+    from bridge.ado.setup import ApprovalsListParams, list_approvals
 
     organization, project = _project(args, _load_config(args.config))
     params = validated(
@@ -174,7 +174,7 @@ def _cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _decision(args: argparse.Namespace, reporter: Reporter, approve: bool) -> int:
-    from bridge import ado_setup
+    from bridge.ado import setup as ado_setup
 
     organization, project = _project(args, _load_config(args.config))
     params = validated(

@@ -21,16 +21,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.agent import AgentRun
 from bridge.aws import registry
 from bridge.aws.endpoints import run_transform_job
 from bridge.aws.session import AwsAuth, AwsClients
 from bridge.aws.stacks import deploy_stack
 from bridge.aws.tags import clean_tags
-from bridge.deploy_config import StageConfig, load_stage_config
+from bridge.core.agent import AgentRun
+from bridge.core.output import Reporter
+from bridge.core.plan import PlannedCall, show_plan
 from bridge.errors import UserError
-from bridge.output import Reporter
-from bridge.plan import PlannedCall, show_plan
+from bridge.settings.stage import StageConfig, load_stage_config
 
 TEMPLATES = {
     "realtime": "realtime.yaml",
