@@ -1,16 +1,6 @@
-"""One exception hierarchy; each class carries the process exit code documented in the README.
-
-| code | class               | meaning                                                        |
-|------|---------------------|----------------------------------------------------------------|
-| 0    |                     | success                                                        |
-| 1    | (any other)         | a bug in smbridge: please report it (traceback with --debug)   |
-| 2    | UserError           | bad input: config file, argument, parameter, definition        |
-| 3    | ServiceError        | AWS or Azure DevOps refused or failed a call                   |
-| 4    | ExecutionFailed     | the SageMaker pipeline execution ended Failed or Stopped       |
-| 5    | WaitTimeout         | ``--timeout`` expired (an execution is stopped)                |
-| 6    | CredentialsError    | no usable AWS/Azure DevOps credentials, or a role assumption   |
-| 130  | Cancelled           | SIGINT/SIGTERM (agent cancel); the execution was stopped       |
-"""
+"""One exception hierarchy. Each class carries its process exit code and what it means
+(``exit_code``, ``meaning``): the CLI's help, the README's table and the SDK read them from here
+(:func:`exit_codes`), nowhere else."""
 
 from __future__ import annotations
 
@@ -26,12 +16,14 @@ class BridgeError(Exception):
     """Base class: every error smbridge raises on purpose. ``str()`` is one line, secret-free."""
 
     exit_code = 1
+    meaning = "internal error (a bug: rerun with --debug and report it)"
 
 
 class UserError(BridgeError):
     """The input is wrong; the message names what and how to fix it."""
 
     exit_code = 2
+    meaning = "bad input: config, argument, parameter or definition (the message says which)"
 
 
 class ConfigError(UserError):
@@ -50,30 +42,59 @@ class ServiceError(BridgeError):
     """A cloud service call failed (after retries)."""
 
     exit_code = 3
+    meaning = "an AWS or Azure DevOps call failed (the message names the operation)"
 
 
 class ExecutionFailed(BridgeError):
     """The pipeline execution ended in Failed or Stopped."""
 
     exit_code = 4
+    meaning = "the pipeline execution Failed or was Stopped, or an endpoint test failed"
 
 
 class WaitTimeout(BridgeError):
     """The wait exceeded ``--timeout``."""
 
     exit_code = 5
+    meaning = (
+        "--timeout expired (a pipeline execution is stopped; a stack is left to CloudFormation)"
+    )
 
 
 class CredentialsError(BridgeError):
-    """No usable AWS credentials, or the role/web-identity exchange failed."""
+    """No usable AWS or Azure DevOps credentials, a refused credential, or a failed role
+    assumption."""
 
     exit_code = 6
+    meaning = "no usable AWS or Azure DevOps credentials, or a role could not be assumed"
 
 
 class Cancelled(BridgeError):
     """The process was asked to stop (SIGINT/SIGTERM)."""
 
     exit_code = 130
+    meaning = "cancelled by SIGINT/SIGTERM (the execution it started is asked to stop first)"
+
+
+EXIT_CLASSES: tuple[type[BridgeError], ...] = (
+    BridgeError,
+    UserError,
+    ServiceError,
+    ExecutionFailed,
+    WaitTimeout,
+    CredentialsError,
+    Cancelled,
+)
+
+
+def exit_codes() -> list[tuple[int, str]]:
+    """(exit code, meaning) for every code smbridge exits with, 0 first."""
+    return [(0, "success")] + [(cls.exit_code, cls.meaning) for cls in EXIT_CLASSES]
+
+
+def exit_codes_epilog() -> str:
+    """The ``exit codes:`` section of ``--help``."""
+    return "exit codes:\n" + "".join(f"  {code:<4} {text}\n" for code, text in exit_codes())
 
 
 # How much of a value or message an error line may echo.

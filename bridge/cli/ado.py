@@ -14,23 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.cli.common import add_command, require, validated
 from bridge.core.output import Reporter
-from bridge.errors import UserError
+from bridge.errors import UserError, exit_codes_epilog
 
 if TYPE_CHECKING:
     from bridge.ado.setup import EnvironmentsSettings
     from bridge.azure_devops.client import AzureDevOpsClient
     from bridge.settings.bridge_config import BridgeConfig
 
-ADO_EXIT_CODES = """exit codes:
-  0    success
-  1    internal error (a bug: rerun with --debug and report it)
-  2    bad input: config or argument; or the approval is not pending any more
-  3    an Azure DevOps call failed (the message names the operation)
-  6    no Azure DevOps credential, or the credential was refused (HTTP 401)
-
+ADO_EXIT_CODES = (
+    exit_codes_epilog()
+    + """
 credential (first found): SYSTEM_ACCESSTOKEN (an agent's System.AccessToken, mapped into the
 step's env), SMBRIDGE_ADO_PAT, AZURE_DEVOPS_EXT_PAT (the az devops CLI's). --dry-run needs none.
 """
+)
 
 SETUP_HELP = (
     "ensure environments <prefix>-staging and <prefix>-production exist, each has an Exclusive "

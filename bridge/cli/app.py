@@ -19,7 +19,7 @@ from bridge.cli.ado import add_ado_commands
 from bridge.cli.common import add_command, require, validated
 from bridge.core.agent import neutralize, on_agent
 from bridge.core.output import Reporter, agent_safe_stream
-from bridge.errors import BridgeError, UserError
+from bridge.errors import BridgeError, UserError, exit_codes_epilog
 
 if TYPE_CHECKING:
     from bridge.aws.session import AwsClients
@@ -31,16 +31,7 @@ Settings come from the same environment variables as the Lambda: SMBRIDGE_ROUTES
 --routes, or SMBRIDGE_ROUTES_PARAMETER), SMBRIDGE_ADO_SECRET_ARN (or SMBRIDGE_ADO_PAT for
 local runs), SMBRIDGE_IDEMPOTENCY_TABLE (without it, duplicates are only caught in-process)."""
 
-EXIT_CODES = """exit codes:
-  0    success
-  1    internal error (a bug: rerun with --debug and report it)
-  2    bad input: config, argument, parameter or definition
-  3    an AWS or Azure DevOps call failed
-  4    the pipeline execution Failed or was Stopped / an endpoint test failed
-  5    --timeout expired (a pipeline execution is stopped; a stack is left to CloudFormation)
-  6    no usable AWS or Azure DevOps credentials / a role could not be assumed
-  130  cancelled by SIGINT/SIGTERM (the execution it started is asked to stop first)
-"""
+EXIT_CODES = exit_codes_epilog()
 
 
 def _common_options(*, config_flag: str = "--config") -> argparse.ArgumentParser:
