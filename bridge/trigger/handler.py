@@ -66,6 +66,33 @@ class TriggerRuntime:
     sleep: Callable[[float], None] = time.sleep
     http: Any = None
     clients: dict[str, AzureDevOpsClient] = field(default_factory=dict)
+    idempotency: IdempotencyConfig | None = None
+    _guarded_start: Callable[..., dict[str, Any]] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.persistence is not None:  # built once per container, as powertools intends
+            self.idempotency = IdempotencyConfig(
+                event_key_jmespath=IDEMPOTENCY_KEY,
+                expires_after_seconds=self.idempotency_ttl_seconds,
+            )
+            self._guarded_start = idempotent_function(
+                _start_run,
+                data_keyword_argument="approval_key",
+                persistence_store=self.persistence,
+                config=self.idempotency,
+                key_prefix=IDEMPOTENCY_KEY_PREFIX,
+            )
+
+    def start_once(self, **kwargs: Any) -> dict[str, Any]:
+        """:func:`_start_run`, through the idempotency records when there is a store."""
+        if self._guarded_start is None:
+            return _start_run(**kwargs)
+        assert self.idempotency is not None
+        context = kwargs["context"]
+        if hasattr(context, "get_remaining_time_in_millis"):
+            # the in-progress record expires with this invocation's remaining time
+            self.idempotency.register_lambda_context(context)
+        return self._guarded_start(**kwargs)
 
     def client_for(self, route: Route) -> AzureDevOpsClient:
         if route.organization not in self.clients:
@@ -150,12 +177,34 @@ def _log_retry(reason: str, delay: float) -> None:
     )
 
 
-def _idempotency_config(runtime: TriggerRuntime, context: Any) -> IdempotencyConfig:
-    return IdempotencyConfig(
-        event_key_jmespath=IDEMPOTENCY_KEY,
-        expires_after_seconds=runtime.idempotency_ttl_seconds,
-        lambda_context=context if hasattr(context, "get_remaining_time_in_millis") else None,
+def _start_run(
+    *,
+    approval_key: dict[str, Any],
+    request: RunRequest,
+    runtime: TriggerRuntime,
+    context: Any,
+    how: list[str],
+) -> dict[str, Any]:
+    """Start the run of one approval (``approval_key``: ARN and anchor, the idempotency key);
+    appends to ``how`` whether it was started or found. Not called at all when the idempotency
+    record already holds the result."""
+    arn, anchor_ms = approval_key["modelPackageArn"], approval_key["anchor"]
+    before = runtime.ledger.mark_posted(arn, anchor_ms)
+    if before.run_id is not None:  # another invocation finished it meanwhile
+        how.append("found-existing")
+        return {"runId": before.run_id, "webUrl": before.web_url}
+    outcome = start_run_once(
+        runtime.client_for(request.route),
+        request,
+        previous_attempt=before.posted,
+        remaining_seconds=_remaining(context),
+        sleep=runtime.sleep,
+        budget=runtime.budget,
+        on_retry=_log_retry,
     )
+    runtime.ledger.record_run(arn, anchor_ms, outcome.run_id, outcome.web_url)
+    how.append("started" if outcome.created else "found-existing")
+    return {"runId": outcome.run_id, "webUrl": outcome.web_url}
 
 
 def start_approval(
@@ -172,39 +221,17 @@ def start_approval(
         template_parameters=template_parameters(change, route, approval.event_id),
         approved_at=datetime.fromtimestamp(approval.anchor_ms / 1000, UTC),
     )
-    how = ["duplicate"]  # stays so when the idempotency record answers: the run exists
-
-    def start(approval_key: dict[str, Any]) -> dict[str, Any]:
-        before = runtime.ledger.mark_posted(arn, approval.anchor_ms)
-        if before.run_id is not None:  # another invocation finished it meanwhile
-            how[0] = "found-existing"
-            return {"runId": before.run_id, "webUrl": before.web_url}
-        outcome = start_run_once(
-            runtime.client_for(route),
-            request,
-            previous_attempt=before.posted,
-            remaining_seconds=_remaining(context),
-            sleep=runtime.sleep,
-            budget=runtime.budget,
-            on_retry=_log_retry,
-        )
-        runtime.ledger.record_run(arn, approval.anchor_ms, outcome.run_id, outcome.web_url)
-        how[0] = "started" if outcome.created else "found-existing"
-        return {"runId": outcome.run_id, "webUrl": outcome.web_url}
-
-    key = {"modelPackageArn": arn, "anchor": approval.anchor_ms}
-    if runtime.persistence is None:
-        return start(approval_key=key), how[0]
-    guarded = idempotent_function(
-        start,
-        data_keyword_argument="approval_key",
-        persistence_store=runtime.persistence,
-        config=_idempotency_config(runtime, context),
-        key_prefix=IDEMPOTENCY_KEY_PREFIX,
+    how: list[str] = []
+    result = runtime.start_once(
+        approval_key={"modelPackageArn": arn, "anchor": approval.anchor_ms},
+        request=request,
+        runtime=runtime,
+        context=context,
+        how=how,
     )
-    result = guarded(approval_key=key)
-    if how[0] == "duplicate":  # answered from the record: make sure the ledger knows the run
+    if not how:  # answered from the idempotency record: make sure the ledger knows the run
         runtime.ledger.record_run(arn, approval.anchor_ms, result["runId"], result["webUrl"])
+        return result, "duplicate"
     return result, how[0]
 
 

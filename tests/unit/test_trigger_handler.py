@@ -389,3 +389,25 @@ def test_the_secret_never_reaches_output(world, capsys):
     assert SECRET_PAT not in everything
     assert encoded not in everything
     assert "HTTP 400" in everything and "HTTP 401" in everything  # the failures did happen
+
+
+def test_idempotency_config_is_built_once_per_container(world, monkeypatch):
+    """powertools: build IdempotencyConfig once and register each invocation's Lambda context
+    (``register_lambda_context``), not a new config and wrapper per event."""
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
+    runtime, ado, _, _, _ = world
+    built: list[object] = []
+    original_init = IdempotencyConfig.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(self)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(IdempotencyConfig, "__init__", counting_init)
+    config = runtime.idempotency
+    for version in (1, 2, 3):
+        assert run(runtime, event(version=version))["status"] == "started"
+    assert built == []  # no config per event
+    assert runtime.idempotency is config
+    assert len(ado.runs) == 3
