@@ -14,9 +14,9 @@ model; ``smbridge ado …`` (bridge/cli/ado.py) only maps arguments onto the par
                          pipeline_id=13)
     print(setup_environments(params, client=client).approval_check.action)
 
-``EnvironmentsSettings`` is the ``azure_devops.environments`` section of bridge.yaml. This module
-is imported by bridge/settings/bridge_config.py, so it loads no HTTP code at import time (the
-Azure DevOps modules are imported by the functions that use them).
+``EnvironmentsSettings``, the ``azure_devops.environments`` section of bridge.yaml, lives in
+bridge/settings/ado.py; ``SetupParams.from_settings`` maps it onto the parameters. The Azure DevOps
+modules are imported by the functions that use them, so importing this one loads no HTTP code.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import uuid
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote, quote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bridge.core.output import Reporter
 from bridge.errors import UserError
+from bridge.settings.ado import EnvironmentPrefix, EnvironmentsSettings, ProductionApproval
 
 if TYPE_CHECKING:
     from bridge.azure_devops.client import ApiRequest, AzureDevOpsClient
@@ -42,74 +42,13 @@ if TYPE_CHECKING:
     )
 
 ENVIRONMENT_SUFFIXES = ("staging", "production")
-DEFAULT_TIMEOUT_MINUTES = 3 * 24 * 60  # 4320: three days
-MAX_TIMEOUT_MINUTES = 30 * 24 * 60  # 43200: thirty days, the check's maximum
 ENVIRONMENT_DESCRIPTION = "Managed by smbridge ado setup"
 
-# Letters, digits, '.', '_' and '-' (the suffix '-production' is added to it).
-EnvironmentPrefix = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
-]
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-# -- bridge.yaml: azure_devops.environments -----------------------------------------------------
-
-
-class Approver(_Model):
-    """An Azure DevOps identity (user or group) by id; ``display_name`` is informational."""
-
-    id: uuid.UUID
-    display_name: str | None = None
-
-
-class ProductionApproval(_Model):
-    """The Approval check on the production environment."""
-
-    approvers: list[Approver] = Field(min_length=1, max_length=50)
-    minimum_approvers: int = Field(1, ge=1)
-    timeout_minutes: int = Field(DEFAULT_TIMEOUT_MINUTES, ge=1, le=MAX_TIMEOUT_MINUTES)
-    instructions: str = Field("", max_length=4000)
-    requester_cannot_approve: bool = True
-    execution_order: Literal["anyOrder", "inSequence"] = "anyOrder"
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ProductionApproval:
-        # phrased to follow "expected" in bridge/settings/bridge_config.py's one-line errors
-        ids = [a.id for a in self.approvers]
-        twice = sorted({str(i) for i in ids if ids.count(i) > 1})
-        if twice:
-            raise PydanticCustomError(
-                "duplicate_approver", "each approver id once, got {id} twice", {"id": twice[0]}
-            )
-        if self.minimum_approvers > len(self.approvers):
-            raise PydanticCustomError(
-                "too_few_approvers",
-                "minimum_approvers at most the number of approvers ({count}), got {minimum}",
-                {"count": len(self.approvers), "minimum": self.minimum_approvers},
-            )
-        return self
-
-
-class EnvironmentsSettings(_Model):
-    """``azure_devops.environments`` in bridge.yaml: ``<prefix>-staging`` and
-    ``<prefix>-production``, the latter guarded by ``production_approval``; both get an
-    Exclusive Lock check, and the model-deploy pipeline ``pipeline_id`` is authorised on both.
-
-    ``trigger_identity``: the Azure DevOps identity the approval trigger queues model-deploy runs
-    as (the owner of its PAT, or its service principal). Only read to warn when
-    ``requester_cannot_approve`` would leave that identity's runs without enough approvers."""
-
-    prefix: EnvironmentPrefix
-    production_approval: ProductionApproval
-    pipeline_id: int | None = Field(
-        None, ge=1, description="the model-deploy pipeline's id (definitionId in its URL)"
-    )
-    trigger_identity: uuid.UUID | None = None
 
 
 # -- parameters ---------------------------------------------------------------------------------

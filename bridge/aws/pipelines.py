@@ -1,14 +1,19 @@
 """SageMaker pipelines with boto3: upsert (no write when unchanged), start, describe, stop.
 
-The waiting loop lives in :mod:`bridge.aws.waiter`.
+What upsert compares lives here too: the canonical JSON of a definition and its SHA-256, and the
+content-addressed files a definition refers to (:class:`StagedUpload`);
+:mod:`bridge.pipeline.definition` builds on them. The waiting loop lives in
+:mod:`bridge.aws.waiter`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -17,12 +22,33 @@ from botocore.exceptions import ClientError
 from bridge.aws.errors import aws_call, describe, error_code
 from bridge.aws.tags import tag_list
 from bridge.errors import DefinitionError, ParameterError, ServiceError
-from bridge.pipeline.definition import StagedUpload, canonical_json, sha256_text
 
 # CreatePipeline takes an inline definition up to 1 MB; beyond that it must come from S3.
 INLINE_DEFINITION_LIMIT = 1_000_000
 TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Stopped"})
 PARAMETER_TYPES = frozenset({"String", "Integer", "Float", "Boolean"})
+
+
+def canonical_json(text_or_document: str | Mapping[str, Any]) -> str:
+    """Key-sorted, compact, ASCII JSON: equal documents give equal strings, byte for byte,
+    whatever their formatting (what upsert hashes, and what the build sends)."""
+    document = (
+        json.loads(text_or_document) if isinstance(text_or_document, str) else text_or_document
+    )
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    """A file the definition refers to by S3 URI; staged locally until ``upsert`` uploads it."""
+
+    local_path: Path
+    s3_uri: str
+    sha256: str
 
 
 @dataclass(frozen=True)

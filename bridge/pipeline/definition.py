@@ -1,42 +1,23 @@
 """Pipeline definitions: load one (a JSON file or a ``module:function``), canonicalise and hash it.
 
-Only :func:`load_definition` with a ``module:function`` target touches the SageMaker SDK, and it
-does so through :mod:`bridge.pipeline.sdk`, imported lazily.
+The canonical form, the hash and :class:`StagedUpload` are upsert's, so they live in
+:mod:`bridge.aws.pipelines` (below this package) and are used from there. Only
+:func:`load_definition` with a ``module:function`` target touches the SageMaker SDK, and it does
+so through :mod:`bridge.pipeline.sdk`, imported lazily.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bridge.aws.pipelines import StagedUpload, canonical_json, sha256_text
 from bridge.errors import DefinitionError
 
-
-def canonical_json(text_or_document: str | Mapping[str, Any]) -> str:
-    """Key-sorted, compact, ASCII JSON: equal documents give equal strings, byte for byte,
-    whatever their formatting (what upsert hashes, and what the build sends)."""
-    document = (
-        json.loads(text_or_document) if isinstance(text_or_document, str) else text_or_document
-    )
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class StagedUpload:
-    """A file the definition refers to by S3 URI; staged locally until ``upsert`` uploads it."""
-
-    local_path: Path
-    s3_uri: str
-    sha256: str
+__all__ = ["BuiltDefinition", "StagedUpload", "canonical_json", "load_definition", "sha256_text"]
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from bridge.ado.setup import EnvironmentsSettings
 from bridge.errors import ConfigError, cut, first_error, shown
+from bridge.settings.ado import EnvironmentsSettings
 
 DEFAULT_CONFIG_FILE = "bridge.yaml"
 # A bridge.yaml is a few hundred bytes; these bound what a broken or hostile one can cost.

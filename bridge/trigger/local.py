@@ -13,10 +13,10 @@ import requests
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from bridge.aws.errors import aws_call
 from bridge.azure_devops.client import organization_url
-from bridge.errors import BridgeError, UserError
+from bridge.errors import BridgeError, CredentialsError, ServiceError, UserError
 from bridge.trigger.events import parse_event
 from bridge.trigger.handler import TriggerRuntime, handle, run_request
 from bridge.trigger.routing import RoutingTable
@@ -164,7 +164,7 @@ def replay(
     """
     report = ReplayReport()
     while report.received < max_messages:
-        batch = aws_call(
+        batch = _sqs_call(
             f"SQS ReceiveMessage {queue_url}",
             sqs.receive_message,
             QueueUrl=queue_url,
@@ -183,7 +183,7 @@ def replay(
             if outcome.get("kept"):
                 report.kept += 1
                 continue
-            aws_call(
+            _sqs_call(
                 "SQS DeleteMessage",
                 sqs.delete_message,
                 QueueUrl=queue_url,
@@ -191,6 +191,24 @@ def replay(
             )
             report.handled += 1
     return report
+
+
+def _sqs_call(what: str, func: Any, /, **kwargs: Any) -> Any:
+    """``func(**kwargs)`` with botocore failures as one-line bridge errors, worded as
+    :func:`bridge.aws.errors.aws_call` words them (the trigger does not import ``bridge.aws``)."""
+    try:
+        return func(**kwargs)
+    except NoCredentialsError:
+        raise CredentialsError(
+            f"{what}: no AWS credentials; configure the default chain (environment, profile, "
+            "AWSShellScript@1) or use --role-arn / --web-identity"
+        ) from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        reason = f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
+        raise ServiceError(f"{what} failed: {reason}") from exc
+    except BotoCoreError as exc:
+        raise ServiceError(f"{what} failed: {str(exc) or type(exc).__name__}") from exc
 
 
 def _replay_one(message: dict[str, Any], runtime: TriggerRuntime) -> dict[str, Any]:
