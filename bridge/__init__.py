@@ -38,7 +38,7 @@ _EXPORTS = {
     "start_pipeline": "bridge.pipeline.operations",
     "pipeline_status": "bridge.pipeline.operations",
     "stop_pipeline": "bridge.pipeline.operations",
-    "PollPolicy": "bridge.aws.waiter",
+    "PollPolicy": "bridge.core.polling",
     # model deploy
     "PrepareParams": "bridge.deploy.operations",
     "DeployParams": "bridge.deploy.operations",

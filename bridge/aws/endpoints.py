@@ -10,7 +10,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from bridge.aws.errors import aws_call, describe, error_code
+from bridge.core.polling import DEFAULT_POLL_POLICY, Change, Poller, PollPolicy, PollTimedOut
 from bridge.errors import ServiceError, WaitTimeout
+
+_TRANSFORM_ENDS = frozenset({"Completed", "Failed", "Stopped"})
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,13 @@ def run_transform_job(
     split_type: str,
     progress: Callable[[str], None],
     timeout_seconds: float = 6 * 3600,
+    policy: PollPolicy = DEFAULT_POLL_POLICY,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """CreateTransformJob (idempotent by name: an existing job is followed, not restarted)."""
+    """CreateTransformJob (idempotent by name: an existing job is followed, not restarted),
+    then follow it through the shared poller to Completed (returned), Failed or Stopped
+    (:class:`ServiceError`) or the timeout (:class:`WaitTimeout`)."""
     created = aws_call(
         f"CreateTransformJob {job_name}",
         sagemaker.create_transform_job,
@@ -83,24 +89,26 @@ def run_transform_job(
         progress(f"transform job {job_name} exists; following it")
     else:
         progress(f"transform job {job_name} started")
-    started = monotonic()
-    last = ""
-    interval = 10.0
-    while True:
-        job = aws_call(
-            "DescribeTransformJob", sagemaker.describe_transform_job, TransformJobName=job_name
+    poller = Poller(policy, timeout_seconds=timeout_seconds, monotonic=monotonic, sleep=sleep)
+    try:
+        job = poller.until(
+            lambda: aws_call(
+                "DescribeTransformJob", sagemaker.describe_transform_job, TransformJobName=job_name
+            ),
+            done=lambda job: _status(job) in _TRANSFORM_ENDS,
+            changes=lambda job: [Change("status", _status(job))],
+            on_change=lambda change: progress(f"transform job {job_name}: {change.value}"),
         )
-        status = job.get("TransformJobStatus", "")
-        if status != last:
-            progress(f"transform job {job_name}: {status}")
-            last = status
-        if status == "Completed":
-            return job
-        if status in ("Failed", "Stopped"):
-            raise ServiceError(
-                f"transform job {job_name} {status}: {job.get('FailureReason', 'no reason given')}"
-            )
-        if monotonic() - started > timeout_seconds:
-            raise WaitTimeout(f"transform job {job_name} still {status} after the timeout")
-        sleep(interval)
-        interval = min(60.0, interval * 1.5)
+    except PollTimedOut as exc:
+        status = _status(exc.last)
+        raise WaitTimeout(f"transform job {job_name} still {status} after the timeout") from None
+    status = _status(job)
+    if status != "Completed":
+        raise ServiceError(
+            f"transform job {job_name} {status}: {job.get('FailureReason', 'no reason given')}"
+        )
+    return job
+
+
+def _status(job: object) -> str:
+    return str(job.get("TransformJobStatus", "")) if isinstance(job, dict) else ""

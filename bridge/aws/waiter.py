@@ -1,35 +1,22 @@
-"""Wait for a pipeline execution: adaptive polling, one line per step status change, timeout.
+"""Wait for a pipeline execution: one line per step status change, timeout.
 
-Polling starts at one DescribePipelineExecution (plus ListPipelineExecutionSteps) per
-``initial_interval`` seconds and backs off by ``factor`` up to ``max_interval`` while nothing
-changes; any change brings the interval back to the start.
+The polling itself (adaptive interval, deadline, each change reported once) is the shared
+:class:`bridge.core.polling.Poller`: one DescribePipelineExecution (plus
+ListPipelineExecutionSteps) per look.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bridge.aws.pipelines import ExecutionState, describe_execution
+from bridge.core.polling import DEFAULT_POLL_POLICY, Change, Poller, PollPolicy, PollTimedOut
+
+__all__ = ["DEFAULT_POLL_POLICY", "PollPolicy", "WaitTimedOut", "wait_for_execution"]
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    initial_interval: float = 5.0
-    max_interval: float = 60.0
-    factor: float = 1.5
-
-    def next_interval(self, current: float, changed: bool) -> float:
-        if changed:
-            return self.initial_interval
-        return min(self.max_interval, current * self.factor)
-
-
-DEFAULT_POLL_POLICY = PollPolicy()
 
 
 class WaitTimedOut(Exception):
@@ -38,6 +25,14 @@ class WaitTimedOut(Exception):
     def __init__(self, state: ExecutionState) -> None:
         super().__init__(state.status)
         self.state = state
+
+
+def execution_changes(state: ExecutionState) -> Iterator[Change]:
+    """Each step's status, then the execution's, with the line that reports it."""
+    for step in state.steps:
+        reason = f": {step.failure_reason}" if step.failure_reason else ""
+        yield Change(("step", step.name), step.status, f"step {step.name}: {step.status}{reason}")
+    yield Change("execution", state.status, f"execution: {state.status}")
 
 
 def wait_for_execution(
@@ -55,29 +50,14 @@ def wait_for_execution(
     Raises :class:`WaitTimedOut` after ``timeout_seconds`` (the execution keeps running: the
     caller decides to stop it). Signals raised during ``sleep`` propagate unchanged.
     """
-    started = monotonic()
-    seen_status: str | None = None
-    seen_steps: dict[str, str] = {}
-    interval = policy.initial_interval
-    while True:
-        state = describe_execution(sagemaker, execution_arn)
-        changed = False
-        for step in state.steps:
-            if seen_steps.get(step.name) != step.status:
-                seen_steps[step.name] = step.status
-                changed = True
-                reason = f": {step.failure_reason}" if step.failure_reason else ""
-                progress(f"step {step.name}: {step.status}{reason}")
-        if state.status != seen_status:
-            seen_status = state.status
-            changed = True
-            progress(f"execution: {state.status}")
-        if state.terminal:
-            return state
-        elapsed = monotonic() - started
-        if timeout_seconds is not None and elapsed >= timeout_seconds:
-            raise WaitTimedOut(state)
-        interval = policy.next_interval(interval, changed)
-        if timeout_seconds is not None:
-            interval = max(0.0, min(interval, timeout_seconds - elapsed))
-        sleep(interval)
+    poller = Poller(policy, timeout_seconds=timeout_seconds, monotonic=monotonic, sleep=sleep)
+    try:
+        return poller.until(
+            lambda: describe_execution(sagemaker, execution_arn),
+            done=lambda state: state.terminal,
+            changes=execution_changes,
+            on_change=lambda change: progress(str(change.detail)),
+        )
+    except PollTimedOut as exc:
+        assert isinstance(exc.last, ExecutionState)
+        raise WaitTimedOut(exc.last) from None

@@ -352,3 +352,75 @@ def test_dry_run_shows_the_service_role_and_the_deploy_role_call(tmp_path):
     assert calls["AssumeRole"]["RoleArn"] == f"arn:aws:iam::{STAGE_ACCOUNT}:role/smbridge-deploy"
     assert "ExternalId" in calls["AssumeRole"]
     assert "smbridge-staging-7f3a" not in out.getvalue()  # NoEcho in the deploy-role stack
+
+
+# ------------------------------------------- batch transform: the wait goes through the poller
+
+TRANSFORM = "smbridge-demo-v1-abc"
+
+
+def _transform_job(status: str, **extra) -> dict:
+    return {
+        "TransformJobName": TRANSFORM,
+        "TransformJobArn": f"arn:aws:sagemaker:eu-west-1:{STAGE_ACCOUNT}:transform-job/{TRANSFORM}",
+        "TransformJobStatus": status,
+        "ModelName": "m",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in/"}}
+        },
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        "CreationTime": "2026-01-01",
+        **extra,
+    }
+
+
+def _run_transform(clock, *statuses, **kwargs):
+    from bridge.aws.endpoints import run_transform_job
+
+    sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
+    lines: list[str] = []
+    with Stubber(sagemaker) as stub:
+        stub.add_response("create_transform_job", {"TransformJobArn": "arn:job"})
+        for status in statuses:
+            extra = {"FailureReason": "ClientError: bad input"} if status == "Failed" else {}
+            stub.add_response(
+                "describe_transform_job",
+                _transform_job(status, **extra),
+                {"TransformJobName": TRANSFORM},
+            )
+        try:
+            job = run_transform_job(
+                sagemaker, job_name=TRANSFORM, model_name="m", input_s3_uri="s3://b/in/",
+                output_s3_uri="s3://b/out/", instance_type="ml.m5.large", instance_count=1,
+                content_type="text/csv", split_type="Line", progress=lines.append,
+                sleep=clock.sleep, monotonic=clock.monotonic, **kwargs,
+            )  # fmt: skip
+        finally:
+            stub.assert_no_pending_responses()
+    return job, lines
+
+
+def test_transform_job_wait_goes_through_the_shared_poller(clock, monkeypatch):
+    from tests.unit.test_polling import spy_on_poller
+
+    waits = spy_on_poller(monkeypatch)
+    job, lines = _run_transform(clock, *["InProgress"] * 5, "Completed")
+    assert job["TransformJobStatus"] == "Completed"
+    assert len(waits) == 1 and waits[0].looks == 6
+    assert clock.sleeps == [5, 7.5, 11.25, 16.875, 25.3125]  # the shared default policy
+    assert lines == [
+        f"transform job {TRANSFORM} started",
+        f"transform job {TRANSFORM}: InProgress",
+        f"transform job {TRANSFORM}: Completed",
+    ]
+
+
+def test_transform_job_failure_and_timeout(clock):
+    from bridge.errors import ServiceError, WaitTimeout
+
+    with pytest.raises(ServiceError, match=f"transform job {TRANSFORM} Failed: ClientError"):
+        _run_transform(clock, "InProgress", "Failed")
+    clock.sleeps.clear()
+    with pytest.raises(WaitTimeout, match=f"{TRANSFORM} still InProgress after the timeout"):
+        _run_transform(clock, *["InProgress"] * 4, timeout_seconds=20)
+    assert clock.sleeps == [5, 7.5, 7.5]

@@ -17,7 +17,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from bridge.aws.stacks import StackFailed, deploy_stack, request_token
-from bridge.errors import ServiceError, UserError
+from bridge.errors import ServiceError, UserError, WaitTimeout
 from tests.support.fake_cloudformation import FakeCloudFormation
 
 NAME = "smbridge-demo-churn-xgb-production"
@@ -269,3 +269,93 @@ def test_stubber_checks_the_exact_requests_of_a_continued_rollback():
         )  # fmt: skip
         stub.assert_no_pending_responses()
     assert result.action == "unchanged"
+
+
+# -- the waits go through the shared poller (bridge.core.polling) ------------------------------
+
+SID = f"arn:aws:cloudformation:eu-west-1:222222222222:stack/{NAME}/1"
+
+
+def _event(event_id: str, logical: str, status: str) -> dict[str, Any]:
+    return {
+        "StackId": SID, "StackName": NAME, "EventId": event_id, "Timestamp": "2026-01-01",
+        "LogicalResourceId": logical, "ResourceType": "AWS::SNS::Topic", "ResourceStatus": status,
+    }  # fmt: skip
+
+
+def _stub_create(stub: Stubber, *change_set_statuses: str) -> None:
+    stub.add_client_error(
+        "describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist",
+        expected_params={"StackName": NAME},
+    )  # fmt: skip
+    stub.add_response("create_change_set", {"Id": "arn:cs", "StackId": SID})
+    for status in change_set_statuses:
+        stub.add_response(
+            "describe_change_set", {"Status": status, "Changes": []}, {"ChangeSetName": "arn:cs"}
+        )
+    stub.add_response("execute_change_set", {}, {"ChangeSetName": "arn:cs"})
+
+
+def _stub_look(stub: Stubber, events: list[dict[str, Any]], status: str | None = None) -> None:
+    stub.add_response("describe_stack_events", {"StackEvents": events}, {"StackName": SID})
+    if status is not None:
+        stack = {"StackName": NAME, "StackId": SID, "CreationTime": "2026-01-01"}
+        stub.add_response(
+            "describe_stacks", {"Stacks": [{**stack, "StackStatus": status}]}, {"StackName": SID}
+        )
+
+
+def test_deploy_waits_go_through_the_shared_poller(clock, monkeypatch):
+    """The change set wait and the stack wait are two waits of one poller: 5 s after a change
+    (a new change set status, a new stack event), growing while nothing happens."""
+    from tests.unit.test_polling import spy_on_poller
+
+    waits = spy_on_poller(monkeypatch)
+    cfn = boto3.client("cloudformation", region_name="eu-west-1")
+    first = [_event("1", NAME, "CREATE_IN_PROGRESS")]
+    second = [_event("2", "A", "CREATE_COMPLETE"), *first]
+    done = [_event("3", NAME, "CREATE_COMPLETE"), *second]
+    lines: list[str] = []
+    with Stubber(cfn) as stub:
+        _stub_create(stub, "CREATE_PENDING", "CREATE_IN_PROGRESS", "CREATE_COMPLETE")
+        _stub_look(stub, first, "CREATE_IN_PROGRESS")
+        _stub_look(stub, first, "CREATE_IN_PROGRESS")
+        _stub_look(stub, first, "CREATE_IN_PROGRESS")
+        _stub_look(stub, second, "CREATE_IN_PROGRESS")
+        _stub_look(stub, done, "CREATE_COMPLETE")
+        _stub_look(stub, done)  # the events written as the stack settled
+        result = deploy_stack(
+            cfn, stack_name=NAME, template_body="{}", parameters={}, tags={},
+            progress=lines.append, sleep=clock.sleep, monotonic=clock.monotonic,
+        )  # fmt: skip
+        stub.assert_no_pending_responses()
+    assert (result.action, result.status, result.events_seen) == ("created", "CREATE_COMPLETE", 3)
+    assert len(waits) == 2 and waits[0] is waits[1]  # one poller, one deadline
+    # change set: PENDING 5 IN_PROGRESS 5 COMPLETE | stack: event 1, 5, 7.5, 11.25, event 2, 5
+    assert clock.sleeps == [5, 5, 5, 7.5, 11.25, 5]
+    assert waits[0].looks == 3 + 5
+    assert [line for line in lines if "AWS::SNS::Topic" in line] == [
+        f"{NAME} (AWS::SNS::Topic): CREATE_IN_PROGRESS",
+        "A (AWS::SNS::Topic): CREATE_COMPLETE",
+        f"{NAME} (AWS::SNS::Topic): CREATE_COMPLETE",
+    ]
+
+
+def test_deploy_timeout_is_one_deadline_for_every_phase(clock):
+    """The change set took 12.5 s of a 30 s timeout: the stack wait has the 17.5 s left."""
+    cfn = boto3.client("cloudformation", region_name="eu-west-1")
+    running = [_event("1", NAME, "CREATE_IN_PROGRESS")]
+    with Stubber(cfn) as stub:
+        _stub_create(stub, "CREATE_PENDING", "CREATE_PENDING", "CREATE_COMPLETE")
+        for _ in range(4):  # at 12.5, 17.5, 25 and 30 s
+            _stub_look(stub, running, "CREATE_IN_PROGRESS")
+        with pytest.raises(WaitTimeout) as info:
+            deploy_stack(
+                cfn, stack_name=NAME, template_body="{}", parameters={}, tags={},
+                progress=lambda _: None, timeout_seconds=30,
+                sleep=clock.sleep, monotonic=clock.monotonic,
+            )  # fmt: skip
+        stub.assert_no_pending_responses()
+    assert str(info.value) == f"stack {NAME}: still CREATE_IN_PROGRESS after the timeout"
+    assert info.value.exit_code == 5
+    assert clock.sleeps == [5, 7.5, 5, 7.5, 5] and clock.now == 30

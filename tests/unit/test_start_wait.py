@@ -430,3 +430,31 @@ def test_sigint_while_a_request_waits_on_the_socket(fake_sagemaker, clock, repor
     (execution,) = fake_sagemaker.executions.values()
     assert execution.stopped_at is not None
     assert str(info.value) == f"cancelled by SIGINT: stop requested for {execution.arn}"
+
+
+def test_wait_goes_through_the_shared_poller(
+    fake_clients, fake_sagemaker, clock, reporter, monkeypatch
+):
+    """One ``Poller.until`` per wait, with the given policy: an interval reset at each step
+    change, one DescribePipelineExecution per look, one sleep between two looks."""
+    from tests.unit.test_polling import spy_on_poller
+
+    waits = spy_on_poller(monkeypatch)
+    fake_sagemaker.add_pipeline("demo", PARAMETERS)
+    fake_sagemaker.script = [ScriptedStep("Preprocess", 0, 30), ScriptedStep("Train", 30, 60)]
+    params = StartParams(pipeline_name="demo", wait=True)
+    result = start_pipeline(
+        params,
+        clients=fake_clients,
+        reporter=reporter[0],
+        poll_policy=PollPolicy(initial_interval=2, max_interval=8, factor=2),
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        agent_run=AgentRun(),
+    )
+    assert result.status == "Succeeded"
+    assert len(waits) == 1
+    # t=0 (Preprocess starts) 2 4 8 8 → t=30 (Train starts) 2 4 8 8 → t=60 (both done)
+    assert clock.sleeps == [2, 4, 8, 8, 8, 2, 4, 8, 8, 8]
+    assert waits[0].looks == len(clock.sleeps) + 1
+    assert fake_sagemaker.operations().count("DescribePipelineExecution") == waits[0].looks
