@@ -17,6 +17,20 @@ from pathlib import Path
 from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
+# What the step scripts import (the ``steps`` extra of pyproject.toml), by import name.
+STEP_MODULES = {
+    "numpy": "numpy",
+    "pandas": "pandas",
+    "sklearn": "scikit-learn",
+    "xgboost": "xgboost",
+}
+
+
+def missing_step_packages() -> list[str]:
+    """The distributions of the ``steps`` extra this Python lacks."""
+    return [
+        dist for module, dist in STEP_MODULES.items() if importlib.util.find_spec(module) is None
+    ]
 
 
 def pipeline_module() -> ModuleType:
@@ -36,9 +50,27 @@ def step(name: str, args: list[str], env: dict[str, str] | None = None) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", default="build/local-run", type=Path)
-    parser.add_argument("--auc-threshold", default=0.9, type=float)
+    parser.add_argument(
+        "--work-dir",
+        default="build/local-run",
+        type=Path,
+        help="folder for the steps' outputs (default: build/local-run)",
+    )
+    parser.add_argument(
+        "--auc-threshold",
+        default=0.9,
+        type=float,
+        help="the condition step's minimum AUC (default: 0.9)",
+    )
     args = parser.parse_args()
+    missing = missing_step_packages()
+    if missing:
+        print(
+            f"error: the step scripts need {', '.join(missing)}, which this Python "
+            f"({sys.executable}) lacks: install the steps extra, pip install -e '.[steps]'",
+            file=sys.stderr,
+        )
+        return 2
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     step("preprocess", ["--input-dir", str(HERE / "data"), "--output-dir", str(work)])

@@ -2,24 +2,20 @@
 the model-deploy pipeline's permission on them), and approvals.
 
 Argument parsing and rendering only; each handler calls one function of bridge/ado/setup.py.
-Nothing heavy is imported at module level (bridge/cli/app.py imports this module for ``--help``).
+No AWS option here (``ado`` makes no AWS call). Nothing heavy is imported at module level.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Mapping
+from typing import Any
 
-from bridge.cli.common import add_command, require, validated
+from bridge.cli.common import add_actions, add_command, load_config, require, validated
 from bridge.core.output import Reporter
 from bridge.errors import UserError, exit_codes_epilog
-
-if TYPE_CHECKING:
-    from bridge.ado.setup import EnvironmentsSettings
-    from bridge.azure_devops.client import AzureDevOpsClient
-    from bridge.settings.bridge_config import BridgeConfig
 
 ADO_EXIT_CODES = (
     exit_codes_epilog()
@@ -35,21 +31,16 @@ SETUP_HELP = (
     "bridge.yaml's azure_devops.environments says, and the model-deploy pipeline is authorised "
     "on both (idempotent)"
 )
+USES = ("config", "dry_run")
+STATES = ["pending", "approved", "rejected", "canceled", "timedOut", "completed", "all"]
 
 
-def add_ado_commands(commands: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``smbridge ado setup`` and ``smbridge ado approvals list|approve|reject``.
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    """``smbridge ado setup`` and ``smbridge ado approvals list|approve|reject``."""
+    actions = add_actions(parser)
 
-    ``commands`` is the top-level ``add_subparsers()`` object, ``common`` the parent parser
-    carrying --config, --dry-run, --output, --debug, ….
-    """
-    ado = commands.add_parser("ado", help="Azure DevOps: environments, approval check, approvals")
-    actions = ado.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def add(
-        group: Any, name: str, help_text: str, handler: Callable[..., int]
-    ) -> argparse.ArgumentParser:
-        sub = add_command(group, name, help_text, handler, parents=common, epilog=ADO_EXIT_CODES)
+    def add(group: Any, action: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
+        sub = add_command(group, action, help_text, handler, uses=USES, epilog=ADO_EXIT_CODES)
         sub.add_argument(
             "--organization", help="Azure DevOps organization (azure_devops.organization)"
         )
@@ -69,30 +60,51 @@ def add_ado_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
 
     approvals = actions.add_parser("approvals", help="approvals waiting on pipeline runs")
-    decisions = approvals.add_subparsers(dest="approvals_action", metavar="ACTION", required=True)
+    approvals.description = "approvals waiting on pipeline runs"
+    decisions = add_actions(approvals, dest="approvals_action")
     listing = add(decisions, "list", "list approvals (default: pending ones)", _cmd_list)
     listing.add_argument(
         "--state",
         default="pending",
-        choices=["pending", "approved", "rejected", "canceled", "timedOut", "completed", "all"],
+        choices=STATES,
+        help="only approvals in this state (default: pending; all: every one)",
     )
-    listing.add_argument("--top", type=int, help="at most this many approvals")
-    for name, handler in (("approve", _cmd_approve), ("reject", _cmd_reject)):
-        sub = add(decisions, name, f"{name} a pending approval", handler)
-        sub.add_argument("approval_id", metavar="ID", help="the approval id (see approvals list)")
+    listing.add_argument("--top", type=int, metavar="N", help="at most this many approvals")
+    for action, handler in (("approve", _cmd_approve), ("reject", _cmd_reject)):
+        sub = add(decisions, action, f"{action} a pending approval", handler)
+        sub.add_argument(
+            "approval_id",
+            metavar="ID",
+            type=approval_id,
+            help="the approval id, a UUID (see smbridge ado approvals list)",
+        )
         sub.add_argument("--comment", required=True, help="why (kept in the run's history)")
+
+
+def add_ado_commands(commands: Any, common: Any = None) -> None:
+    """Deprecated: ``smbridge ado`` is wired in by bridge/cli/app.py. Registers ``ado`` under
+    ``commands`` (an ``add_subparsers()`` object); ``common`` is ignored."""
+    configure(commands.add_parser("ado", help="Azure DevOps: environments, approvals"), "ado")
+
+
+def approval_id(value: str) -> str:
+    """argparse type of ``ID``: a UUID, or an error naming the argument (not a model field)."""
+    try:
+        uuid.UUID(value.strip())
+    except ValueError:
+        from bridge.errors import shown
+
+        raise argparse.ArgumentTypeError(
+            f"{shown(value)} is not an approval id: expected a UUID like "
+            "3b3db741-9d03-4e32-a7c0-6c3dfc2013c1 (see smbridge ado approvals list)"
+        ) from None
+    return value.strip()
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _load_config(path: str | None) -> BridgeConfig:
-    from bridge.settings.bridge_config import load_config
-
-    return load_config(path)
-
-
-def environments_settings(config: BridgeConfig) -> EnvironmentsSettings:
+def environments_settings(config: Any) -> Any:
     """``azure_devops.environments`` of bridge.yaml ."""
     settings = getattr(config.azure_devops, "environments", None)
     if settings is None:
@@ -104,7 +116,7 @@ def environments_settings(config: BridgeConfig) -> EnvironmentsSettings:
     return settings
 
 
-def _project(args: argparse.Namespace, config: BridgeConfig) -> tuple[str, str]:
+def _project(args: argparse.Namespace, config: Any) -> tuple[str, str]:
     ado = config.azure_devops
     organization = args.organization or (ado.organization if ado else None)
     project = args.project or (ado.project if ado else None)
@@ -114,11 +126,13 @@ def _project(args: argparse.Namespace, config: BridgeConfig) -> tuple[str, str]:
     )
 
 
-def _client(
-    organization: str, reporter: Reporter, environ: Mapping[str, str] | None = None
-) -> AzureDevOpsClient:
-    from bridge.azure_devops.client import AzureDevOpsClient
-    from bridge.azure_devops.credentials import credential_from_environ
+def _client(organization: str, reporter: Reporter, environ: Mapping[str, str] | None = None) -> Any:
+    from bridge.azure_devops.client import (  # layers: needs bridge.ado.setup.connect
+        AzureDevOpsClient,
+    )
+    from bridge.azure_devops.credentials import (  # layers: needs bridge.ado.setup.connect
+        credential_from_environ,
+    )
 
     credential = credential_from_environ(os.environ if environ is None else environ)
     reporter.add_secret_source(credential.secrets)
@@ -131,7 +145,7 @@ def _client(
 def _cmd_setup(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge.ado.setup import SetupParams, setup_environments
 
-    config = _load_config(args.config)
+    config = load_config(args)
     organization, project = _project(args, config)
     params = validated(
         SetupParams.from_settings,
@@ -153,7 +167,7 @@ def _cmd_setup(args: argparse.Namespace, reporter: Reporter) -> int:
 def _cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge.ado.setup import ApprovalsListParams, list_approvals
 
-    organization, project = _project(args, _load_config(args.config))
+    organization, project = _project(args, load_config(args))
     params = validated(
         ApprovalsListParams,
         {
@@ -173,7 +187,7 @@ def _cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
 def _decision(args: argparse.Namespace, reporter: Reporter, approve: bool) -> int:
     from bridge.ado import setup as ado_setup
 
-    organization, project = _project(args, _load_config(args.config))
+    organization, project = _project(args, load_config(args))
     params = validated(
         ado_setup.ApprovalDecisionParams,
         {
@@ -183,6 +197,7 @@ def _decision(args: argparse.Namespace, reporter: Reporter, approve: bool) -> in
             "comment": args.comment,
             "dry_run": args.dry_run,
         },
+        flags={"approval_id": "ID", "comment": "--comment"},
     )
     client = None if args.dry_run else _client(organization, reporter)
     decide = ado_setup.approve if approve else ado_setup.reject

@@ -114,7 +114,7 @@ def release(capsys, endpoints, model_file, *, break_staging: bool) -> dict[str, 
     arn = prepared["modelPackageArn"]
     code, staging, _ = run(
         capsys, "deploy", "--stage", "staging", "--model-package-arn", arn,
-        "--config", "model-deploy/config/staging.json",
+        "--stage-config", "model-deploy/config/staging.json",
     )  # fmt: skip
     codes["DeployStaging"] = code
     endpoint = FakeEndpoint(model_file, name=staging["endpointName"])
@@ -131,7 +131,7 @@ def release(capsys, endpoints, model_file, *, break_staging: bool) -> dict[str, 
         return codes
     code, production, _ = run(
         capsys, "deploy", "--stage", "production", "--model-package-arn", arn,
-        "--config", "model-deploy/config/production.json",
+        "--stage-config", "model-deploy/config/production.json",
     )  # fmt: skip
     codes["DeployProd"] = code
     endpoints.append(FakeEndpoint(model_file, name=production["endpointName"]))

@@ -25,7 +25,9 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from bridge.cli import app as cli_module
+from bridge.cli import clients as cli_clients
+from bridge.cli import pipeline as cli_pipeline
+from bridge.cli import trigger as cli_trigger
 from bridge.cli.app import main
 from bridge.core import agent
 from bridge.core.output import Reporter
@@ -259,7 +261,7 @@ def _raising(exc: BaseException):
 def test_cli_error_line_and_debug_traceback(
     project, on_agent, monkeypatch, capsys, exc, code, value
 ):
-    monkeypatch.setattr(cli_module, "_cmd_status", _raising(exc(value)))
+    monkeypatch.setattr(cli_pipeline, "_cmd_status", _raising(exc(value)))
     assert main(["pipeline", "status", "--debug"]) == code
     captured = capsys.readouterr()
     assert "Traceback" in captured.err
@@ -269,7 +271,7 @@ def test_cli_error_line_and_debug_traceback(
 
 
 def test_cli_error_in_json_mode_on_an_agent(project, on_agent, monkeypatch, capsys):
-    monkeypatch.setattr(cli_module, "_cmd_status", _raising(ServiceError(HOSTILE[0])))
+    monkeypatch.setattr(cli_pipeline, "_cmd_status", _raising(ServiceError(HOSTILE[0])))
     assert main(["pipeline", "status", "--output", "json"]) == 3
     captured = capsys.readouterr()
     assert commands(captured.out + captured.err) == []
@@ -288,7 +290,7 @@ def test_trigger_logs_on_an_agent_hold_no_command(on_agent, capsys):
 
     original = logger.registered_handler.stream
     try:
-        cli_module._trigger_module("handler")
+        cli_trigger._trigger_module("handler")
         logger.warning(f"rejected: {HOSTILE[0]}", extra={"reason": HOSTILE[1]})
     finally:
         logger.registered_handler.stream = original
@@ -316,7 +318,7 @@ def test_pipeline_start_wait_with_a_hostile_failure_reason(
         ScriptedStep("Train", 60, 600, status="Failed", failure_reason=reason),
     ]
     real_start = pipeline.start_pipeline
-    monkeypatch.setattr(cli_module, "_clients", lambda *a, **k: fake_clients)
+    monkeypatch.setattr(cli_clients, "aws_clients", lambda *a, **k: fake_clients)
     monkeypatch.setattr(
         pipeline,
         "start_pipeline",
@@ -361,7 +363,7 @@ def _described(description: str) -> StaticClients:
 def test_registry_describe_prints_a_hostile_approval_description(
     project, on_agent, monkeypatch, capsys, value
 ):
-    monkeypatch.setattr(cli_module, "_clients", lambda *a, **k: _described(value))
+    monkeypatch.setattr(cli_clients, "aws_clients", lambda *a, **k: _described(value))
     assert main(["registry", "describe", PACKAGE]) == 0
     captured = capsys.readouterr()
     assert "approval_description: " in captured.out
@@ -370,7 +372,7 @@ def test_registry_describe_prints_a_hostile_approval_description(
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_registry_describe_json_on_an_agent(project, on_agent, monkeypatch, capsys, value):
-    monkeypatch.setattr(cli_module, "_clients", lambda *a, **k: _described(value))
+    monkeypatch.setattr(cli_clients, "aws_clients", lambda *a, **k: _described(value))
     assert main(["registry", "describe", PACKAGE, "--output", "json"]) == 0
     captured = capsys.readouterr()
     assert commands(captured.out + captured.err) == []

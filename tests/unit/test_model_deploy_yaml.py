@@ -658,7 +658,7 @@ def test_each_stage_uses_its_own_config_and_results(doc: dict[str, Any]) -> None
         target = expected.get(stage)
         if subcommand(argv) == ("deploy",):
             assert option(argv, "--stage") == target
-            assert option(argv, "--config") == f"model-deploy/config/{target}.json"
+            assert option(argv, "--stage-config") == f"model-deploy/config/{target}.json"
             assert option(argv, "--model-package-arn") == "${MODEL_PACKAGE_ARN}"
             # smbridge stops waiting (and says so) before Azure Pipelines kills the job
             budget = parse_duration(option(argv, "--timeout") or "3h")

@@ -168,7 +168,7 @@ def option(argv: list[str], flag: str) -> str | None:
 def stage_config_paths(argv: list[str]) -> list[str]:
     """The stage configs an smbridge call reads (their deploy role and connection)."""
     if argv[:1] == ["deploy"]:
-        return [p for p in [option(argv, "--config")] if p]
+        return [p for p in [option(argv, "--stage-config")] if p]
     if argv[:2] == ["endpoint", "test"]:
         return [p for p in [option(argv, "--stage-config")] if p]
     return []
