@@ -26,7 +26,7 @@ _EXPORTS = {
     "AwsAuth": "bridge.aws.session",
     "AwsClients": "bridge.aws.session",
     "create_session": "bridge.aws.session",
-    "aws_auth": "bridge.cli.clients",
+    "aws_auth": "bridge.access",
     "AzureDevOpsOidcTokenSource": "bridge.azure_devops.oidc",
     # pipeline commands
     "BuildParams": "bridge.pipeline.operations",

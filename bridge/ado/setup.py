@@ -3,11 +3,9 @@ a production Approval check and the model-deploy pipeline authorised on both; an
 waiting on runs. Each takes a pydantic parameters model and returns a result
 model; ``smbridge ado …`` (bridge/cli/ado.py) only maps arguments onto the parameters::
 
-    from bridge.ado.setup import SetupParams, setup_environments
-    from bridge.azure_devops.client import AzureDevOpsClient
-    from bridge.azure_devops.credentials import credential_from_environ
+    from bridge.ado.setup import SetupParams, connect, setup_environments
 
-    client = AzureDevOpsClient("contoso", credential_from_environ())
+    client = connect("contoso")  # SYSTEM_ACCESSTOKEN, SMBRIDGE_ADO_PAT or AZURE_DEVOPS_EXT_PAT
     params = SetupParams(organization="contoso", project="mlops",
                          environment_prefix="smbridge-demo",
                          approvers=[{"id": "3b3db741-9d03-4e32-a7c0-6c3dfc2013c1"}],
@@ -23,7 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote, quote_plus
 
@@ -184,6 +184,28 @@ class ApprovalNotPending(UserError):
 
 
 # -- setup --------------------------------------------------------------------------------------
+
+
+def connect(
+    organization: str,
+    *,
+    reporter: Reporter | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> AzureDevOpsClient:
+    """A client for ``organization`` with the first credential found in ``environ`` (default:
+    ``os.environ``): ``SYSTEM_ACCESSTOKEN`` (Bearer), ``SMBRIDGE_ADO_PAT``,
+    ``AZURE_DEVOPS_EXT_PAT``.
+
+    Raises :class:`~bridge.errors.CredentialsError` when none is set. The credential's secrets are
+    registered with ``reporter`` (masked in any output).
+    """
+    from bridge.azure_devops.client import AzureDevOpsClient
+    from bridge.azure_devops.credentials import credential_from_environ
+
+    credential = credential_from_environ(os.environ if environ is None else environ)
+    if reporter is not None:
+        reporter.add_secret_source(credential.secrets)
+    return AzureDevOpsClient(organization, credential)
 
 
 def setup_environments(

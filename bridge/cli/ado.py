@@ -8,7 +8,6 @@ No AWS option here (``ado`` makes no AWS call). Nothing heavy is imported at mod
 from __future__ import annotations
 
 import argparse
-import os
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -127,16 +126,9 @@ def _project(args: argparse.Namespace, config: Any) -> tuple[str, str]:
 
 
 def _client(organization: str, reporter: Reporter, environ: Mapping[str, str] | None = None) -> Any:
-    from bridge.azure_devops.client import (  # layers: needs bridge.ado.setup.connect
-        AzureDevOpsClient,
-    )
-    from bridge.azure_devops.credentials import (  # layers: needs bridge.ado.setup.connect
-        credential_from_environ,
-    )
+    from bridge.ado.setup import connect
 
-    credential = credential_from_environ(os.environ if environ is None else environ)
-    reporter.add_secret_source(credential.secrets)
-    return AzureDevOpsClient(organization, credential)
+    return connect(organization, reporter=reporter, environ=environ)
 
 
 # -- commands -----------------------------------------------------------------------------------

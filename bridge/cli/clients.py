@@ -1,8 +1,5 @@
-"""Config and flags → AWS clients; botocore failures that escaped a capability.
-
-The one place that joins the Azure DevOps OIDC token source to the AWS session, so that ``aws/``
-and ``azure_devops/`` never import each other. Imported by the handlers that call AWS (it loads
-boto3), never at start-up.
+"""Flags → AWS clients (through :mod:`bridge.access`); botocore failures that escaped a
+capability. Imported by the handlers that call AWS (it loads boto3), never at start-up.
 """
 
 from __future__ import annotations
@@ -11,49 +8,13 @@ import argparse
 import os
 from typing import Any
 
-from bridge.aws.session import AwsAuth, AwsClients  # layers: needs bridge.<capability>.aws_clients
-from bridge.azure_devops.oidc import (  # layers: needs bridge.<capability>.aws_clients
-    AzureDevOpsOidcTokenSource,
-)
+from bridge import access
+from bridge.access import AwsClients
 from bridge.cli.common import AwsChoice
 from bridge.cli.common import region as command_region
 from bridge.core.output import Reporter
 from bridge.errors import BridgeError, CredentialsError, ServiceError, UserError
 from bridge.settings.bridge_config import BridgeConfig
-
-
-def aws_auth(
-    config: BridgeConfig,
-    *,
-    region: str | None = None,
-    role_arn: str | None = None,
-    web_identity: bool | None = None,
-    profile: str | None = None,
-    reporter: Reporter | None = None,
-    use_role: bool = True,
-) -> AwsAuth:
-    """Flags win over ``bridge.yaml``, which wins over the environment's defaults.
-
-    ``use_role=False``: no role at all, not even ``aws.role_arn`` of bridge.yaml (``--no-role``).
-    No network call is made here: the OIDC token and role credentials are fetched on first use.
-    """
-    role = (role_arn or config.aws.role_arn) if use_role else None
-    use_web_identity = config.aws.web_identity if web_identity is None else web_identity
-    token_source = None
-    if use_web_identity and use_role:
-        token_source = AzureDevOpsOidcTokenSource.from_environ(
-            service_connection_id=config.aws.service_connection_id
-        )
-        if reporter is not None:
-            reporter.add_secret(token_source.access_token)
-    return AwsAuth(
-        region=region or config.region,
-        profile=profile or config.aws.profile,
-        role_arn=role,
-        web_identity_token=token_source,
-        role_session_name=config.aws.role_session_name,
-        duration_seconds=config.aws.session_duration_seconds,
-    )
 
 
 def choose(args: argparse.Namespace, config: BridgeConfig) -> AwsChoice:
@@ -94,7 +55,7 @@ def aws_clients(
     and profile of :func:`choose`."""
     choice = choose(args, config)
     args.aws_choice = choice  # for bridge.cli.common.explain
-    auth = aws_auth(
+    return access.aws_clients(
         config,
         region=region or command_region(args, config),
         role_arn=choice.role_arn,
@@ -103,7 +64,6 @@ def aws_clients(
         reporter=reporter,
         use_role=not args.no_role,
     )
-    return AwsClients(auth)
 
 
 def library_error(exc: Exception) -> BridgeError | None:
@@ -111,10 +71,7 @@ def library_error(exc: Exception) -> BridgeError | None:
     for; None for anything else."""
     if not type(exc).__module__.startswith("botocore"):
         return None
-    from bridge.aws.errors import (  # layers: needs bridge.errors.NO_AWS_CREDENTIALS, describe
-        NO_CREDENTIALS,
-        describe,
-    )
+    from bridge.access import NO_CREDENTIALS, describe
 
     names = {cls.__name__ for cls in type(exc).__mro__}
     if "NoCredentialsError" in names:

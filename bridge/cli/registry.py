@@ -44,11 +44,9 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 
 def _package_arn(arn: str) -> Any:
     """The ARN's parts, checked offline; a malformed one is an error naming ``ARN``."""
-    from bridge.aws.registry import (  # layers: needs bridge.registry.operations.parse_arn
-        ModelPackageArn,
-    )
+    from bridge.registry.operations import parse_arn
 
-    return ModelPackageArn.parse(arn, flag="ARN")
+    return parse_arn(arn, flag="ARN")
 
 
 def _clients(args: argparse.Namespace, reporter: Reporter, region: str | None) -> Any:

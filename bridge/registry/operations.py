@@ -13,6 +13,12 @@ from bridge.core.output import Reporter
 from bridge.errors import UserError
 
 
+def parse_arn(arn: str, *, flag: str = "ARN") -> registry.ModelPackageArn:
+    """The model package ARN's parts, checked offline; a malformed one is a
+    :class:`~bridge.errors.UserError` naming ``flag``."""
+    return registry.ModelPackageArn.parse(arn, flag=flag)
+
+
 def latest(
     group: str,
     *,
