@@ -85,3 +85,9 @@ def set_status(
     package = registry.describe_model_package(sagemaker, arn)
     reporter.info(f"{arn}: {package.status} ({package.approval_description})")
     return package.summary()
+
+
+# The names the SDK exports (``from bridge import latest_model_package``).
+latest_model_package = latest
+describe_model_package = describe
+set_model_package_status = set_status
