@@ -89,9 +89,9 @@ def _stage_configs(args: argparse.Namespace) -> list[Path]:
 
 
 def deploy_stage_config(args: argparse.Namespace, reporter: Reporter) -> str:
-    """The stage config file, accepting the old ``deploy --config <stage>.json`` (with a
-    deprecation warning; the bridge config is then the default one) while
-    azure-pipelines/model-deploy.yml still says so."""
+    """The stage config file, accepting the old spellings ``deploy --config <stage>.json`` and
+    ``--bridge-config`` with a deprecation warning (pipelines written for earlier versions
+    still use them; the bridge config is then the default one)."""
     if args.bridge_config:
         reporter.warning("--bridge-config is deprecated: pass bridge.yaml as --config")
         if "config" in args.given and args.stage_config is None:
@@ -153,10 +153,12 @@ def _cmd_prepare(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> int:
+    from bridge.cli.common import load_config
     from bridge.core.durations import parse_duration
     from bridge.deploy.operations import DeployParams, deploy_stage
 
-    stage_config = deploy_stage_config(args, reporter)
+    stage_config = deploy_stage_config(args, reporter)  # first: it may set args.config
+    config = load_config(args)  # a dry run checks bridge.yaml too
     params = validated(
         DeployParams,
         {
@@ -166,6 +168,8 @@ def _cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> int:
             "templates_dir": Path(args.templates_dir),
             "dry_run": args.dry_run,
             "timeout_seconds": parse_duration(args.timeout),
+            "allowed_account": config.model_registry.account_id,
+            "allowed_region": common.registry_region(args, config),
         },
         flags={
             "stage": "--stage",
@@ -177,9 +181,8 @@ def _cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> int:
     clients: Any = None
     if not args.dry_run:
         from bridge.cli.clients import aws_clients
-        from bridge.cli.common import load_config
 
-        clients = aws_clients(args, load_config(args), reporter)
+        clients = aws_clients(args, config, reporter)
     result = deploy_stage(params, clients=clients, reporter=reporter)
     reporter.result(result.model_dump())
     return 0

@@ -22,7 +22,9 @@ TRIGGER_ENVIRONMENT = """
 
 Settings come from the same environment variables as the Lambda: SMBRIDGE_ROUTES (or
 --routes, or SMBRIDGE_ROUTES_PARAMETER), SMBRIDGE_ADO_SECRET_ARN (or SMBRIDGE_ADO_PAT for
-local runs), SMBRIDGE_IDEMPOTENCY_TABLE (without it, duplicates are only caught in-process)."""
+local runs), SMBRIDGE_IDEMPOTENCY_TABLE (without it, duplicates are only caught in-process),
+SMBRIDGE_REGISTRY_ACCOUNTS (model packages of other accounts are refused), SMBRIDGE_MAX_ATTEMPTS,
+SMBRIDGE_IDEMPOTENCY_TTL_SECONDS."""
 ROUTES_HELP = "routing JSON file (default: SMBRIDGE_ROUTES)"
 DRY_RUN_ROUTES = (
     "--dry-run needs the routes locally: --routes FILE or SMBRIDGE_ROUTES "
@@ -37,9 +39,9 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     actions = add_actions(parser)
 
     def add(action: str, text: str, handler: Any, uses: tuple[str, ...]) -> Any:
-        return add_command(
-            actions, action, text, handler, uses=uses, description=text + TRIGGER_ENVIRONMENT
-        )
+        # `package` runs no trigger: the settings paragraph is not about it
+        description = text if action == "package" else text + TRIGGER_ENVIRONMENT
+        return add_command(actions, action, text, handler, uses=uses, description=description)
 
     simulate = add(
         "simulate",

@@ -46,21 +46,33 @@ class _Params(BaseModel):
 
 
 class PrepareParams(_Params):
-    model_package_arn: str | None = None
-    group: str | None = None
-    out_dir: Path
-    stage_configs: list[Path]
-    allowed_account: str | None = None
-    allowed_region: str | None = None
+    model_package_arn: str | None = Field(None, description="the version to release")
+    group: str | None = Field(None, description="or: release the group's newest Approved version")
+    out_dir: Path = Field(description="where one <stage>.json per stage config is written")
+    stage_configs: list[Path] = Field(description="the stage configs to render")
+    allowed_account: str | None = Field(
+        None, description="the model registry's account: an ARN elsewhere is refused"
+    )
+    allowed_region: str | None = Field(
+        None, description="the model registry's region: an ARN elsewhere is refused"
+    )
 
 
 class DeployParams(_Params):
-    stage: str
-    model_package_arn: str
-    config_file: Path
-    templates_dir: Path = Path("model-deploy/templates")
-    dry_run: bool = False
-    timeout_seconds: float = Field(3 * 3600, gt=0)
+    stage: str = Field(description="the stage name; must match the stage config's")
+    model_package_arn: str = Field(description="the Approved model package version to deploy")
+    config_file: Path = Field(description="the stage config (model-deploy/config/<stage>.json)")
+    templates_dir: Path = Field(
+        Path("model-deploy/templates"), description="CloudFormation templates per inference type"
+    )
+    dry_run: bool = Field(False, description="print the plan; make no call")
+    timeout_seconds: float = Field(3 * 3600, gt=0, description="how long to follow the stack")
+    allowed_account: str | None = Field(
+        None, description="the model registry's account: an ARN elsewhere is refused"
+    )
+    allowed_region: str | None = Field(
+        None, description="the model registry's region: an ARN elsewhere is refused"
+    )
 
 
 class StagePlan(BaseModel):
@@ -199,7 +211,7 @@ def _require_approved(package: registry.ModelPackage) -> None:
         )
 
 
-def check_package_arn(params: PrepareParams) -> registry.ModelPackageArn:
+def check_package_arn(params: PrepareParams | DeployParams) -> registry.ModelPackageArn:
     """The ARN's shape, account and region, checked without any call."""
     assert params.model_package_arn is not None
     wanted = registry.ModelPackageArn.parse(params.model_package_arn)
@@ -324,7 +336,7 @@ def deploy_stage(
         raise UserError(
             f"--stage {params.stage} but {params.config_file} is for stage {config.stage}"
         )
-    package_arn = registry.ModelPackageArn.parse(params.model_package_arn)
+    package_arn = check_package_arn(params)
     plan = render_stage(config, package_arn)
     template_file = params.templates_dir / plan.template
     if not template_file.is_file():

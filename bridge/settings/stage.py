@@ -199,7 +199,9 @@ def load_stage_config(path: str | Path) -> StageConfig:
     """Read and validate a stage config; one-line :class:`ConfigError` naming file and key."""
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"{file}: stage config not found; pass an existing file to --config")
+        raise ConfigError(
+            f"{file}: stage config not found; pass an existing file to --stage-config"
+        )
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
