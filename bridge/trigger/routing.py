@@ -40,7 +40,7 @@ _CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
 def _control_character(value: str) -> str | None:
-    """The first control character or line break in ``value``, as ``U+XXXX``."""
+    """The first control character or line break in ``value``, as ``U+`` and four hex digits."""
     for char in value:
         if unicodedata.category(char) in _CONTROL_CATEGORIES:
             return f"U+{ord(char):04X}"
