@@ -143,8 +143,10 @@ class Parser(argparse.ArgumentParser):
         super()._print_message(neutralize(message) if message and on_agent() else message, file)
 
     def error(self, message: str) -> Any:  # argparse's signature says NoReturn
-        self.print_usage(sys.stderr)
-        self._print_message(f"{self.prog}: error: {message}\n", sys.stderr)
+        # One line, like every other input error (argparse would print the usage block first).
+        self._print_message(
+            f"error: {self.prog}: {message} (see '{self.prog} --help')\n", sys.stderr
+        )
         raise UsageError(self.prog, message)
 
 

@@ -6,10 +6,11 @@ This is the only module that parses configuration. Environment variables overrid
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -316,14 +317,40 @@ def _describe(exc: ValidationError, source: str, env_keys: dict[tuple[str, ...],
     """The first validation error as one line: where, which key, what is expected, and what
     was given (cut, and never a secret-looking value: see :func:`bridge.errors.shown`)."""
     error = exc.errors(include_url=False)[0]
-    where = env_keys.get(tuple(str(part) for part in error["loc"]), source)
+    loc = tuple(str(part) for part in error["loc"])
+    # A variable names a path; an unknown key is reported at its first part.
+    where = env_keys.get(loc) or next(
+        (name for path, name in env_keys.items() if path[: len(loc)] == loc), source
+    )
     key, message = first_error(exc)
     if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key '{key}'; remove it or check its spelling (see README)"
+        hint = _did_you_mean(loc)
+        return (
+            f"{where}: unknown key '{key}'; remove it or check its spelling{hint} "
+            "(`smbridge config show` lists every key)"
+        )
     got = error.get("input")
     expected = _expected(error, message)
     got_text = "" if isinstance(got, dict) else f", got {shown(got)}"
     return f"{where}: {key}: expected {expected}{got_text}"
+
+
+def _did_you_mean(loc: tuple[str, ...]) -> str:
+    """``; did you mean 'x'?`` for an unknown key close to a known one at the same place."""
+    model: Any = BridgeConfig
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        candidates = [field.annotation, *get_args(field.annotation)]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if model is None:
+            return ""
+    known = [name for name in getattr(model, "model_fields", {}) if name != "source"]
+    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6) if loc else []
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _expected(error: Mapping[str, Any], message: str) -> str:

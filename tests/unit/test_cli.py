@@ -126,9 +126,25 @@ def test_unknown_config_key_exits_2_with_one_line(project, capsys):
     assert main(["pipeline", "status"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
-        "error: bridge.yaml: unknown key 'pipeline.nmae'; remove it or check its spelling "
-        "(see README)"
+        "error: bridge.yaml: unknown key 'pipeline.nmae'; remove it or check its spelling; "
+        "did you mean 'name'? (`smbridge config show` lists every key)"
     )
+
+
+def test_a_typo_in_a_nested_variable_names_the_variable(project, capsys, monkeypatch):
+    monkeypatch.setenv("SMBRIDGE_PIPELNE__NAME", "demo")
+    assert main(["pipeline", "status"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: SMBRIDGE_PIPELNE__NAME: unknown key 'pipelne'")
+    assert "did you mean 'pipeline'?" in err
+
+
+def test_usage_errors_are_one_line(project, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["pipeline", "start", "--bogus"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: smbridge: unrecognized arguments: --bogus (see 'smbridge --help')"
 
 
 def test_bad_param_syntax_exits_2(project, capsys):
