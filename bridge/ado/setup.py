@@ -20,7 +20,6 @@ modules are imported by the functions that use them, so importing this one loads
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import uuid
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from urllib.parse import quote, quote_plus
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bridge.core.output import Reporter
+from bridge.core.plan import AZURE_DEVOPS, Plan, PlannedStep
 from bridge.errors import UserError
 from bridge.settings.ado import EnvironmentPrefix, EnvironmentsSettings, ProductionApproval
 
@@ -162,6 +162,7 @@ class SetupResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     requests_made: int = 0
     planned_requests: list[PlannedRequest] = Field(default_factory=list)
+    plan: Plan | None = Field(default=None, exclude=True, description="a dry run's plan")
 
 
 class ApprovalsResult(BaseModel):
@@ -169,6 +170,7 @@ class ApprovalsResult(BaseModel):
     state: str
     approvals: list[dict[str, Any]] = Field(default_factory=list)
     planned_requests: list[PlannedRequest] = Field(default_factory=list)
+    plan: Plan | None = Field(default=None, exclude=True, description="a dry run's plan")
 
 
 class ApprovalDecisionResult(BaseModel):
@@ -177,6 +179,7 @@ class ApprovalDecisionResult(BaseModel):
     status: str
     approval: dict[str, Any] | None = None
     planned_requests: list[PlannedRequest] = Field(default_factory=list)
+    plan: Plan | None = Field(default=None, exclude=True, description="a dry run's plan")
 
 
 class ApprovalNotPending(UserError):
@@ -482,7 +485,6 @@ def _setup_plan(
             )
             when = f"if pipeline {params.pipeline_id} is not authorised on {name}"
             planned.append(_planned(grant, base, when, placeholders[name]))
-    _print_plan(reporter, "setup", planned)
     return SetupResult(
         organization=params.organization,
         project=params.project,
@@ -496,6 +498,7 @@ def _setup_plan(
         ],
         warnings=warnings,
         planned_requests=planned,
+        plan=_plan("setup", planned),
     )
 
 
@@ -520,16 +523,12 @@ def _planned(
     return PlannedRequest(method=request.method, url=url, body=body, when=when)
 
 
-def _print_plan(reporter: Reporter, command: str, planned: list[PlannedRequest]) -> None:
-    with reporter.group(f"Dry run: Azure DevOps requests {command} would make (none made)"):
-        previous: Any = None
-        for request in planned:
-            when = f"  [{request.when}]" if request.when else ""
-            reporter.info(f"{request.method} {request.url}{when}")
-            if request.body is not None:
-                same = request.body == previous
-                reporter.info("  (same body)" if same else f"  {json.dumps(request.body)}")
-            previous = request.body
+def _plan(command: str, planned: list[PlannedRequest]) -> Plan:
+    """The dry run's plan: one Azure DevOps step per request (its body as the arguments)."""
+    return Plan(
+        f"Azure DevOps requests {command} would make",
+        [PlannedStep(AZURE_DEVOPS, f"{r.method} {r.url}", r.body, r.when) for r in planned],
+    )
 
 
 # -- approvals ----------------------------------------------------------------------------------
@@ -549,8 +548,12 @@ def list_approvals(
     request = api.list_approvals_request(params.project, state=params.state, top=params.top)
     if params.dry_run:
         planned = [_planned(request, organization_url(params.organization))]
-        _print_plan(reporter, "approvals list", planned)
-        return ApprovalsResult(project=params.project, state=params.state, planned_requests=planned)
+        return ApprovalsResult(
+            project=params.project,
+            state=params.state,
+            planned_requests=planned,
+            plan=_plan("approvals list", planned),
+        )
     if client is None:
         raise UserError("approvals list needs an Azure DevOps client (or dry_run=True)")
     found = api.list_approvals(client, params.project, state=params.state, top=params.top)
@@ -616,9 +619,12 @@ def _decide(
     verb = "approve" if decision == "approved" else "reject"
     if params.dry_run:
         planned = [_planned(request, organization_url(params.organization))]
-        _print_plan(reporter, f"approvals {verb}", planned)
         return ApprovalDecisionResult(
-            approval_id=approval_id, decision=decision, status="planned", planned_requests=planned
+            approval_id=approval_id,
+            decision=decision,
+            status="planned",
+            planned_requests=planned,
+            plan=_plan(f"approvals {verb}", planned),
         )
     if client is None:
         raise UserError(f"approvals {verb} needs an Azure DevOps client (or dry_run=True)")

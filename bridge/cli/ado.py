@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from bridge.cli import common
 from bridge.cli.common import add_actions, add_command, load_config, require, validated
 from bridge.core.output import Reporter
 from bridge.errors import UserError, exit_codes_epilog
@@ -152,8 +153,7 @@ def _cmd_setup(args: argparse.Namespace, reporter: Reporter) -> int:
     )
     client = None if args.dry_run else _client(organization, reporter)
     result = setup_environments(params, client=client, reporter=reporter)
-    reporter.result(result.model_dump(mode="json"))
-    return 0
+    return common.report_result(reporter, result, json_mode=True)
 
 
 def _cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
@@ -172,8 +172,7 @@ def _cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
     )
     client = None if args.dry_run else _client(organization, reporter)
     result = list_approvals(params, client=client, reporter=reporter)
-    reporter.result(result.model_dump(mode="json"))
-    return 0
+    return common.report_result(reporter, result, json_mode=True)
 
 
 def _decision(args: argparse.Namespace, reporter: Reporter, approve: bool) -> int:
@@ -194,8 +193,7 @@ def _decision(args: argparse.Namespace, reporter: Reporter, approve: bool) -> in
     client = None if args.dry_run else _client(organization, reporter)
     decide = ado_setup.approve if approve else ado_setup.reject
     result = decide(params, client=client, reporter=reporter)
-    reporter.result(result.model_dump(mode="json"))
-    return 0
+    return common.report_result(reporter, result, json_mode=True)
 
 
 def _cmd_approve(args: argparse.Namespace, reporter: Reporter) -> int:

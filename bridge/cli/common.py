@@ -276,10 +276,30 @@ def validated(
         raise UserError(f"{key}: {message}" if key else message) from None
 
 
-def planned(reporter: Reporter, text: str, **fields: Any) -> int:
-    """A dry run's end: what would happen, as a line and as the JSON result; exit 0."""
-    reporter.info(text)
-    reporter.result({"status": "planned", **fields})
+def planned(
+    reporter: Reporter,
+    title: str,
+    service: str,
+    operation: str,
+    arguments: Any = None,
+    when: str = "",
+) -> int:
+    """A one-step dry run's end: its plan, as text and as the JSON result; exit 0."""
+    from bridge.core.plan import Plan, PlannedStep, render_plan
+
+    step = PlannedStep(service, operation, {} if arguments is None else arguments, when)
+    return render_plan(reporter, Plan(title, [step]))
+
+
+def report_result(reporter: Reporter, result: Any, *, json_mode: bool = False) -> int:
+    """An operation's end: a dry run's plan (:func:`bridge.core.plan.render_plan`), otherwise
+    the result as the JSON document; exit 0."""
+    plan = getattr(result, "plan", None)
+    if plan is not None:
+        from bridge.core.plan import render_plan
+
+        return render_plan(reporter, plan)
+    reporter.result(result.model_dump(mode="json") if json_mode else result.model_dump())
     return 0
 
 

@@ -138,11 +138,18 @@ def _cmd_prepare(args: argparse.Namespace, reporter: Reporter) -> int:
 
         check_offline(params)
         operation = "DescribeModelPackage" if params.model_package_arn else "ListModelPackages"
+        arguments = (
+            {"ModelPackageName": params.model_package_arn}
+            if params.model_package_arn
+            else {"ModelPackageGroupName": params.group}
+        )
         return planned(
             reporter,
-            f"dry run: would call sagemaker:{operation} in {registry_region} and write one "
-            f"<stage>.json per stage config to {params.out_dir} (no call)",
-            operation=operation,
+            f"AWS calls prepare would make in {registry_region}",
+            "sagemaker",
+            operation,
+            arguments,
+            f"then write one <stage>.json per stage config to {params.out_dir}",
         )
     from bridge.cli.clients import aws_clients
 
@@ -183,6 +190,4 @@ def _cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> int:
         from bridge.cli.clients import aws_clients
 
         clients = aws_clients(args, config, reporter)
-    result = deploy_stage(params, clients=clients, reporter=reporter)
-    reporter.result(result.model_dump())
-    return 0
+    return common.report_result(reporter, deploy_stage(params, clients=clients, reporter=reporter))

@@ -51,10 +51,11 @@ def _cmd_test(args: argparse.Namespace, reporter: Reporter) -> int:
     if args.dry_run:
         return planned(
             reporter,
-            f"dry run: would call sagemaker-runtime:InvokeEndpoint(EndpointName={args.endpoint!r},"
-            f" ContentType={expect.content_type!r}) {len(rows)} times (no call)",
-            endpoint=args.endpoint,
-            rows=len(rows),
+            f"AWS calls endpoint test would make on {args.endpoint}",
+            "sagemaker-runtime",
+            "InvokeEndpoint",
+            {"EndpointName": args.endpoint, "ContentType": expect.content_type},
+            f"{len(rows)} times, once per payload row",
         )
     from bridge.cli.clients import aws_clients
     from bridge.cli.common import load_config

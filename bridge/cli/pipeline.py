@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from bridge.cli import common
 from bridge.cli.common import add_actions, add_command, require, required_region, validated
 from bridge.core.output import Reporter
 from bridge.errors import UserError
@@ -197,8 +198,7 @@ def _cmd_upsert(args: argparse.Namespace, reporter: Reporter) -> int:
     )
     clients = None if args.dry_run else _clients(args, config, reporter)
     result = upsert_pipeline(params, clients=clients, reporter=reporter)
-    reporter.result(result.model_dump())
-    return 0
+    return common.report_result(reporter, result)
 
 
 def _cmd_start(args: argparse.Namespace, reporter: Reporter) -> int:
@@ -226,8 +226,7 @@ def _cmd_start(args: argparse.Namespace, reporter: Reporter) -> int:
     clients = None if args.dry_run else _clients(args, config, reporter)
     # a failure's JSON document (status, error, exit code) is main's, as for every command
     result = start_pipeline(params, clients=clients, reporter=reporter)
-    reporter.result(result.model_dump())
-    return 0
+    return common.report_result(reporter, result)
 
 
 def _execution_command(args: argparse.Namespace, reporter: Reporter, func_name: str) -> int:
@@ -242,8 +241,7 @@ def _execution_command(args: argparse.Namespace, reporter: Reporter, func_name: 
     )
     clients = None if args.dry_run else _clients(args, config, reporter)
     result = getattr(ops, func_name)(params, clients=clients, reporter=reporter)
-    reporter.result(result.model_dump())
-    return 0
+    return common.report_result(reporter, result)
 
 
 def _cmd_status(args: argparse.Namespace, reporter: Reporter) -> int:

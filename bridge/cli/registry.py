@@ -65,12 +65,24 @@ def _cmd_latest(args: argparse.Namespace, reporter: Reporter) -> int:
     group = require(args.group or config.model_package_group, "model_package_group", "--group")
     status = None if args.status == "any" else args.status
     if args.dry_run:
-        return planned(
+        from bridge.core.plan import Plan, PlannedStep, render_plan
+
+        listing = {
+            "ModelPackageGroupName": group,
+            "ModelApprovalStatus": status,
+            "SortBy": "CreationTime",
+            "SortOrder": "Descending",
+            "MaxResults": 1,
+        }
+        return render_plan(
             reporter,
-            f"dry run: would call sagemaker:ListModelPackages(ModelPackageGroupName={group!r}, "
-            f"ModelApprovalStatus={status!r}, SortBy='CreationTime', SortOrder='Descending', "
-            "MaxResults=1) and DescribeModelPackage (no call)",
-            group=group,
+            Plan(
+                f"AWS calls registry latest would make for {group}",
+                [
+                    PlannedStep("sagemaker", "ListModelPackages", listing),
+                    PlannedStep("sagemaker", "DescribeModelPackage", {}, "on the one found"),
+                ],
+            ),
         )
     clients = aws_clients(args, config, reporter, region=registry_region(args, config))
     reporter.result(model_registry.latest(group, status=status, clients=clients, reporter=reporter))
@@ -84,8 +96,10 @@ def _cmd_describe(args: argparse.Namespace, reporter: Reporter) -> int:
     if args.dry_run:
         return planned(
             reporter,
-            f"dry run: would call sagemaker:DescribeModelPackage({args.arn!r})",
-            arn=arn.arn,
+            "AWS calls registry describe would make",
+            "sagemaker",
+            "DescribeModelPackage",
+            {"ModelPackageName": arn.arn},
         )
     clients = _clients(args, reporter, arn.region)
     reporter.result(model_registry.describe(args.arn, clients=clients, reporter=reporter))
@@ -106,5 +120,10 @@ def _cmd_set_status(args: argparse.Namespace, reporter: Reporter) -> int:
         reporter=reporter,
         dry_run=args.dry_run,
     )
+    plan = result.pop("plan", None)
+    if plan is not None:
+        from bridge.core.plan import render_plan
+
+        return render_plan(reporter, plan)
     reporter.result(result)
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from bridge.cli.common import add_actions, add_command, planned
 from bridge.core.output import Reporter, agent_safe_stream
+from bridge.core.plan import AZURE_DEVOPS, Plan, PlannedStep, render_plan
 from bridge.errors import UserError
 
 TRIGGER_ENVIRONMENT = """
@@ -195,16 +196,7 @@ def _cmd_simulate(args: argparse.Namespace, reporter: Reporter) -> int:
 
     event = local.read_event(args.event)
     if args.dry_run:
-        plan = local.plan_event(event, _local_routes(args))
-        if plan["action"] in ("ignore", "record"):
-            reporter.info(f"dry run: {plan['action']}: {plan['reason']}")
-        else:
-            request = plan["request"]
-            reporter.info(f"dry run: route {plan['route']}; would send (no call made):")
-            reporter.info(f"{request['method']} {request['url']}")
-            reporter.info(json.dumps(request["body"], indent=2))
-        reporter.result(plan)
-        return 0
+        return render_plan(reporter, _event_plan(local.plan_event(event, _local_routes(args))))
     runtime = _trigger_runtime(args, reporter)
     try:
         report = local.simulate(event, runtime)
@@ -220,22 +212,43 @@ def _cmd_simulate(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+def _event_plan(decision: dict[str, Any]) -> Plan:
+    """The trigger's decision on one event (:func:`bridge.trigger.local.plan_event`) as a plan."""
+    if decision["action"] != "start":
+        return Plan(f"{decision['action']}: {decision['reason']}")
+    request = decision["request"]
+    step = PlannedStep(
+        AZURE_DEVOPS,
+        f"{request['method']} {request['url']}",
+        request["body"],
+        f"unless the ledger shows this approval of {decision['dedupe_key']['modelPackageArn']} "
+        "already has a run",
+    )
+    return Plan(f"start: route {decision['route']}", [step])
+
+
 def _cmd_replay(args: argparse.Namespace, reporter: Reporter) -> int:
     local = _trigger_module("local")
 
     if args.dry_run:
         routes = _local_routes(args)
         groups = sorted(routes.routes)
-        return planned(
-            reporter,
-            f"dry run: would call sqs:ReceiveMessage(QueueUrl={args.queue_url!r}) up to "
-            f"{args.max_messages} messages, run the trigger on each with routes for "
-            f"{', '.join(groups) or 'no group'}{' and a default' if routes.default else ''}, "
-            "and sqs:DeleteMessage each one handled (none made)",
-            queue_url=args.queue_url,
-            routes=groups,
-            default_route=routes.default is not None,
-        )
+        steps = [
+            PlannedStep(
+                "sqs",
+                "ReceiveMessage",
+                {"QueueUrl": args.queue_url, "MaxNumberOfMessages": args.max_messages},
+                "until the queue is empty or the maximum is reached",
+            ),
+            PlannedStep(
+                "trigger",
+                "handle",
+                {"routes": groups, "default_route": routes.default is not None},
+                "on each message",
+            ),
+            PlannedStep("sqs", "DeleteMessage", {"QueueUrl": args.queue_url}, "each one handled"),
+        ]
+        return render_plan(reporter, Plan("calls trigger replay would make", steps))
     from bridge.cli.clients import aws_clients
     from bridge.cli.common import load_config
 
@@ -268,12 +281,14 @@ def _cmd_package(args: argparse.Namespace, reporter: Reporter) -> int:
         )
     matches = args.mode == "pip" or not mismatches
     if args.dry_run:
-        return planned(
-            reporter,
-            f"dry run: would build {args.out} ({args.mode}, {args.platform})",
-            out=args.out,
-            platform_matches=matches,
-        )
+        arguments = {
+            "out": args.out,
+            "mode": args.mode,
+            "platform": args.platform,
+            "python_version": args.python_version,
+            "platform_matches": matches,
+        }
+        return planned(reporter, "trigger package would build a zip", "local", "build", arguments)
     from bridge.trigger.package import build_package
 
     result = build_package(

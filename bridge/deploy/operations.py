@@ -28,7 +28,7 @@ from bridge.aws.stacks import deploy_stack
 from bridge.aws.tags import clean_tags
 from bridge.core.agent import AgentRun
 from bridge.core.output import Reporter
-from bridge.core.plan import PlannedCall, show_plan
+from bridge.core.plan import Plan, PlannedCall
 from bridge.errors import UserError
 from bridge.settings.stage import StageConfig, load_stage_config
 
@@ -102,6 +102,7 @@ class DeployResult(BaseModel):
     model_name: str | None = None
     transform_job: str | None = None
     planned_calls: list[dict[str, Any]] = Field(default_factory=list)
+    plan: Plan | None = Field(default=None, exclude=True, description="a dry run's plan")
 
 
 def _name(base: str, suffix: str, limit: int = NAME_LIMIT) -> str:
@@ -342,7 +343,7 @@ def deploy_stage(
     if not template_file.is_file():
         raise UserError(f"{template_file}: template not found; check --templates-dir")
     if params.dry_run:
-        return _deploy_plan(config, plan, template_file, reporter)
+        return _deploy_plan(config, plan, template_file)
     if clients is None:
         raise UserError("deploy needs AWS clients (or dry_run=True)")
     target = stage_clients_factory(config, clients)
@@ -409,7 +410,6 @@ def _deploy_plan(
     config: StageConfig,
     plan: StagePlan,
     template_file: Path,
-    reporter: Reporter,
 ) -> DeployResult:
     role = config.deploy_role_arn or "(the caller's credentials)"
     arn = plan.parameters["ModelPackageArn"]
@@ -454,17 +454,17 @@ def _deploy_plan(
         if config.external_id:
             assume["ExternalId"] = "(external_id of the stage config)"
         planned.insert(0, PlannedCall("sts", "AssumeRole", assume))
-    with reporter.group(f"Dry run: the change set deploy would create on {config.stage} (no call)"):
-        reporter.info(f"account {config.account_id}, region {config.region}, role {role}")
-        reporter.info(f"stack {plan.stack_name} from {template_file}")
-        for key, value in plan.parameters.items():
-            reporter.info(f"  {key} = {value}")
-    calls = show_plan(reporter, planned, "AWS calls deploy would make")
+    dry_plan = Plan(
+        f"the change set deploy would create on {config.stage} (account {config.account_id}, "
+        f"region {config.region}, role {role}, stack {plan.stack_name} from {template_file})",
+        planned,
+    )
     return DeployResult(
         stage=config.stage,
         stack_name=plan.stack_name,
         action="planned",
         status="planned",
         endpoint_name=plan.endpoint_name,
-        planned_calls=calls,
+        planned_calls=dry_plan.calls(),
+        plan=dry_plan,
     )

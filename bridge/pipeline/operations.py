@@ -26,7 +26,7 @@ from bridge.aws.tags import clean_tags
 from bridge.aws.waiter import DEFAULT_POLL_POLICY, PollPolicy, WaitTimedOut, wait_for_execution
 from bridge.core.agent import AgentRun
 from bridge.core.output import Reporter
-from bridge.core.plan import PlannedCall, show_plan
+from bridge.core.plan import Plan, PlannedCall
 from bridge.core.signals import CancelRequested, cancel_on_signals
 from bridge.errors import Cancelled, ExecutionFailed, ServiceError, UserError, WaitTimeout
 from bridge.pipeline.definition import BuiltDefinition, canonical_json, load_definition, sha256_text
@@ -99,6 +99,7 @@ class UpsertResult(BaseModel):
     changed: list[str] = Field(default_factory=list)
     uploaded: list[str] = Field(default_factory=list)
     planned_calls: list[dict[str, Any]] = Field(default_factory=list)
+    plan: Plan | None = Field(default=None, exclude=True, description="a dry run's plan")
 
 
 class ExecutionResult(BaseModel):
@@ -107,6 +108,7 @@ class ExecutionResult(BaseModel):
     failure_reason: str = ""
     steps: list[StepResult] = Field(default_factory=list)
     planned_calls: list[dict[str, Any]] = Field(default_factory=list)
+    plan: Plan | None = Field(default=None, exclude=True, description="a dry run's plan")
 
 
 # -- build / upsert -----------------------------------------------------------------------------
@@ -169,12 +171,13 @@ def upsert_pipeline(
     tags = clean_tags({**params.tags, **run.tags(), "smbridge:spec-sha256": spec.sha256})
     if params.dry_run:
         calls = _upsert_plan(params, spec, built, tags)
-        planned = show_plan(reporter, calls, "Dry run: AWS calls upsert would make (none made)")
+        plan = Plan(f"AWS calls upsert would make for {params.pipeline_name}", calls)
         return UpsertResult(
             pipeline_name=params.pipeline_name,
             action="planned",
             spec_sha256=spec.sha256,
-            planned_calls=planned,
+            planned_calls=plan.calls(),
+            plan=plan,
         )
     if clients is None:
         raise UserError("upsert needs AWS clients (or dry_run=True)")
@@ -279,8 +282,8 @@ def start_pipeline(
                     "until Succeeded/Failed/Stopped",
                 )
             )
-        planned = show_plan(reporter, calls, "Dry run: AWS calls start would make (none made)")
-        return ExecutionResult(status="planned", planned_calls=planned)
+        plan = Plan(f"AWS calls start would make for {params.pipeline_name}", calls)
+        return ExecutionResult(status="planned", planned_calls=plan.calls(), plan=plan)
     if clients is None:
         raise UserError("start needs AWS clients (or dry_run=True)")
     sagemaker = clients.client("sagemaker")
@@ -515,7 +518,8 @@ def pipeline_status(
                     "sagemaker", "ListPipelineExecutions", {"PipelineName": params.pipeline_name}
                 ),
             )
-        return ExecutionResult(status="planned", planned_calls=show_plan(reporter, calls))
+        plan = Plan("AWS calls status would make", calls)
+        return ExecutionResult(status="planned", planned_calls=plan.calls(), plan=plan)
     if clients is None:
         raise UserError("status needs AWS clients (or dry_run=True)")
     sagemaker = clients.client("sagemaker")
@@ -537,7 +541,8 @@ def stop_pipeline(
         call = PlannedCall(
             "sagemaker", "StopPipelineExecution", {"PipelineExecutionArn": _plan_target(params)}
         )
-        return ExecutionResult(status="planned", planned_calls=show_plan(reporter, [call]))
+        plan = Plan("AWS calls stop would make", [call])
+        return ExecutionResult(status="planned", planned_calls=plan.calls(), plan=plan)
     if clients is None:
         raise UserError("stop needs AWS clients (or dry_run=True)")
     sagemaker = clients.client("sagemaker")

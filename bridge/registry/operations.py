@@ -71,11 +71,16 @@ def set_status(
     if not comment.strip():
         raise UserError("--comment is required: say why (it is recorded with the decision)")
     if dry_run:
-        reporter.info(
-            f"dry run: would call sagemaker:UpdateModelPackage(ModelPackageArn={arn!r}, "
-            f"ModelApprovalStatus={status!r}, ApprovalDescription='{status} by <you>: {comment}')"
-        )
-        return {"arn": arn, "status": "planned"}
+        from bridge.core.plan import Plan, PlannedStep
+
+        update = {
+            "ModelPackageArn": arn,
+            "ModelApprovalStatus": status,
+            "ApprovalDescription": f"{status} by <you>: {comment.strip()}",
+        }
+        step = PlannedStep("sagemaker", "UpdateModelPackage", update)
+        plan = Plan(f"AWS calls registry {status.lower()[:-1]} would make", [step])
+        return {"arn": arn, "status": "planned", "planned_calls": plan.calls(), "plan": plan}
     if clients is None:
         raise UserError("set_status needs AWS clients (or dry_run=True)")
     who = _who(clients, approver)

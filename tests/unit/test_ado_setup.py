@@ -307,7 +307,8 @@ def test_an_environment_created_concurrently_is_found_again(fake, client, monkey
 
 def test_dry_run_makes_no_request_and_prints_the_plan(fake, capsys):
     result = setup_environments(params(dry_run=True), client=None, reporter=Reporter())
-    out = capsys.readouterr().out
+    assert capsys.readouterr().out == ""  # the SDK is silent: the CLI renders the plan
+    out = "\n".join(result.plan.lines())
     assert fake.requests == []
     assert result.approval_check.action == "planned"
     assert [(r.method, r.when) for r in result.planned_requests] == [
@@ -342,7 +343,7 @@ def test_dry_run_makes_no_request_and_prints_the_plan(fake, capsys):
     assert result.planned_requests[11].body == {"pipelines": [{"id": 13, "authorized": True}]}
     assert [c.action for c in result.exclusive_locks] == ["planned", "planned"]
     assert [p.action for p in result.pipeline_permissions] == ["planned", "planned"]
-    assert "(none made)" in out
+    assert "(no call made)" in out
 
 
 def test_setup_without_a_client_is_a_user_error():
@@ -788,7 +789,9 @@ def test_cli_dry_run_needs_no_credential_and_sends_nothing(smbridge, fake, capsy
     assert smbridge(["ado", "setup", "--dry-run", "--output", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert fake.requests == []
-    assert len(document["planned_requests"]) == 14
+    assert document["dry_run"] is True
+    assert len(document["steps"]) == 14
+    assert {s["service"] for s in document["steps"]} == {"azure-devops"}
 
 
 def test_cli_without_a_credential_is_one_line_exit_6(smbridge, fake, capsys):

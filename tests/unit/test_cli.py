@@ -116,8 +116,8 @@ def test_dry_run_web_identity_needs_no_token(project, no_aws_calls, monkeypatch)
 def test_upsert_dry_run_plan_in_json(project, no_aws_calls, capsys):
     assert main(["pipeline", "upsert", "--dry-run", "--output", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["action"] == "planned"
-    operations = [c["operation"] for c in document["planned_calls"]]
+    assert document["dry_run"] is True
+    operations = [c["operation"] for c in document["steps"]]
     assert operations == ["DescribePipeline", "CreatePipeline", "UpdatePipeline", "AddTags"]
 
 

@@ -78,8 +78,8 @@ ALL = dict(leaves(build_parser(complete=True)))
 def test_common_options_before_or_after_the_command(capsys, argv):
     assert main(argv) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["status"] == "planned"
-    assert document["planned_calls"][0]["arguments"] == {"PipelineName": "demo"}
+    assert document["dry_run"] is True
+    assert document["steps"][0]["arguments"] == {"PipelineName": "demo"}
 
 
 def test_an_option_after_the_command_wins(project, capsys):
@@ -87,7 +87,7 @@ def test_an_option_after_the_command_wins(project, capsys):
     argv = ["--config", "bridge.yaml", "pipeline", "status", "--dry-run", "--config", "other.yaml"]
     assert main([*argv, "-o", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["planned_calls"][0]["arguments"] == {"PipelineName": "other"}
+    assert document["steps"][0]["arguments"] == {"PipelineName": "other"}
 
 
 # -- --config is bridge.yaml everywhere; --stage-config is the stage config ----------------------
@@ -117,7 +117,9 @@ def test_deploy_takes_the_stage_config_and_the_bridge_config(project, capsys):
     argv = [*DEPLOY, "--stage-config", STAGING, "--config", "custom.yaml", "-o", "json"]
     assert main(argv) == 0
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["stack_name"] == "smbridge-demo-staging"
+    assert (
+        json.loads(captured.out)["steps"][-1]["arguments"]["StackName"] == "smbridge-demo-staging"
+    )
     assert "deprecated" not in captured.err
 
 
@@ -130,7 +132,9 @@ def test_the_old_deploy_config_spelling_still_works_with_a_warning(capsys):
     """azure-pipelines/model-deploy.yml and tests/e2e still say ``deploy --config <stage>.json``."""
     assert main([*DEPLOY, "--config", STAGING, "-o", "json"]) == 0
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["stack_name"] == "smbridge-demo-staging"
+    assert (
+        json.loads(captured.out)["steps"][-1]["arguments"]["StackName"] == "smbridge-demo-staging"
+    )
     assert f"pass the stage config as --stage-config {STAGING}" in captured.err
 
 
@@ -299,7 +303,7 @@ def test_package_environment_mode_warns_on_another_platform(monkeypatch, capsys)
     argv = ["trigger", "package", "--mode", "environment", "--dry-run", "-o", "json"]
     assert main(argv) == 0
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["platform_matches"] is False
+    assert json.loads(captured.out)["steps"][0]["arguments"]["platform_matches"] is False
     warning = captured.err
     assert "this is darwin, the Lambda runs Linux" in warning
     assert "this machine is x86_64, the Lambda aarch64" in warning
@@ -312,7 +316,7 @@ def test_package_environment_mode_on_the_lambdas_platform_is_quiet(monkeypatch, 
     argv = ["trigger", "package", "--mode", "environment", "--dry-run", "-o", "json"]
     assert main(argv) == 0
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["platform_matches"] is True
+    assert json.loads(captured.out)["steps"][0]["arguments"]["platform_matches"] is True
     assert "warning" not in captured.err
 
 
@@ -398,7 +402,8 @@ def test_replay_dry_run_checks_and_shows_the_routes(project, capsys):
     argv = ["trigger", "replay", "--queue-url", "https://sqs.x/q", "--dry-run", "--routes"]
     assert main([*argv, str(routes), "-o", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["status"] == "planned" and plan["routes"] == ["churn-xgb"]
+    assert plan["dry_run"] is True
+    assert plan["steps"][1]["arguments"]["routes"] == ["churn-xgb"]
     routes.write_text(json.dumps({"routes": {"churn-xgb": {"organization": "c"}}}))
     assert main([*argv, str(routes)]) == 2
     assert "--routes" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from moto import mock_aws
 from bridge.aws.session import AwsAuth, AwsClients
 from bridge.aws.stacks import StackFailed, deploy_stack
 from bridge.core.output import Reporter
+from bridge.core.plan import render_plan
 from bridge.deploy.operations import DeployParams, deploy_stage
 from bridge.errors import UserError
 from tests.support.moto_patches import (  # noqa: F401
@@ -160,10 +161,13 @@ def test_dry_run_prints_the_change_set_and_calls_nothing(tmp_path, monkeypatch):
     )
     result = deploy_stage(params, reporter=Reporter("text", out=out))
     assert calls == []
+    assert out.getvalue() == ""  # the SDK is silent: the CLI renders the plan
+    render_plan(Reporter("text", out=out), result.plan)
     text = out.getvalue()
+    assert text.startswith("dry run: the change set deploy would create on staging")
     assert "cloudformation:CreateChangeSet" in text
     assert "sts:AssumeRole" in text
-    assert "DeploymentStrategy = AllAtOnce" in text
+    assert '"DeploymentStrategy":"AllAtOnce"' in text
     assert result.action == "planned"
 
 

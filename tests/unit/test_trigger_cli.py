@@ -49,26 +49,28 @@ def test_simulate_dry_run_sends_nothing(routes_file, fake_ado, capsys):
     assert main([*argv, "--dry-run", "--output", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert fake_ado.requests == []
-    assert plan["action"] == "start"
-    assert plan["request"]["url"] == (
-        "https://dev.azure.com/contoso/mlops/_apis/pipelines/12/runs?api-version=7.1"
+    assert plan["dry_run"] is True and plan["title"].startswith("start: route ")
+    (step,) = plan["steps"]
+    assert step["service"] == "azure-devops"
+    assert step["operation"] == (
+        "POST https://dev.azure.com/contoso/mlops/_apis/pipelines/12/runs?api-version=7.1"
     )
-    assert plan["request"]["body"]["templateParameters"]["modelPackageVersion"] == "4"
+    assert step["arguments"]["templateParameters"]["modelPackageVersion"] == "4"
 
 
 def test_simulate_sends_exactly_what_the_dry_run_showed(routes_file, fake_ado, capsys, monkeypatch):
     monkeypatch.setenv("SMBRIDGE_ADO_PAT", PAT)
     argv = ["trigger", "simulate", "--event", str(EVENT_FILE), "--routes", str(routes_file)]
     assert main([*argv, "--dry-run", "--output", "json"]) == 0
-    plan = json.loads(capsys.readouterr().out)
+    (step,) = json.loads(capsys.readouterr().out)["steps"]
     assert main([*argv, "--output", "json"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert report["status"] == "started"
     (sent,) = report["requests"]
     assert sent["method"] == "POST"
-    assert sent["url"] == plan["request"]["url"]
-    assert sent["body"] == plan["request"]["body"]
+    assert f"{sent['method']} {sent['url']}" == step["operation"]
+    assert sent["body"] == step["arguments"]
     assert len(fake_ado.runs) == 1
     assert PAT not in captured.out + captured.err
 
