@@ -133,6 +133,10 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise UserError(f"--param {pair!r}: expected NAME=VALUE")
+        if name.strip() in result:
+            raise UserError(
+                f"--param {name.strip()} is given more than once; give each parameter once"
+            )
         result[name.strip()] = value
     return result
 

@@ -253,3 +253,20 @@ def test_deploy_side_input_errors(project, capsys, argv, code, message):
     captured = capsys.readouterr()
     assert message in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_a_repeated_param_is_an_error(project, capsys):
+    code = main(
+        [
+            "pipeline",
+            "start",
+            "--param",
+            "AucThreshold=0.8",
+            "--param",
+            "AucThreshold=0.9",
+            "--dry-run",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --param AucThreshold is given more than once; give each parameter once")
