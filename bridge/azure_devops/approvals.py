@@ -20,18 +20,14 @@ from bridge.azure_devops.client import (
     json_kind,
     json_object,
     malformed,
-    web_href,
-)
-from bridge.azure_devops.environments import (
-    AUTH_HINT,
-    answer,
-    execution_order_name,
     optional_integer,
     optional_object,
     optional_objects,
     optional_text,
     required_text,
+    web_href,
 )
+from bridge.azure_devops.environments import AUTH_HINT, answer, execution_order_name
 
 APPROVALS_API_VERSION = "7.1"
 ApprovalState = Literal[

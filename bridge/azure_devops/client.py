@@ -245,6 +245,75 @@ def string_map(data: Mapping[str, Any], key: str, context: str) -> dict[str, str
     return {str(k): str(v) for k, v in value.items()}
 
 
+def wrong_type(context: str, name: str, wanted: str, value: Any) -> AzureDevOpsError:
+    """``name`` is quoted: ``'settings.approvers'``, ``'settings.approvers' item 2``."""
+    return malformed(context, f"with {name} not {wanted} but {json_kind(value)}")
+
+
+def optional_text(data: Mapping[str, Any], key: str, context: str, where: str = "") -> str:
+    """A string field ("" when absent or null)."""
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise wrong_type(context, f"'{where}{key}'", "a string", value)
+    return value
+
+
+def required_text(data: Mapping[str, Any], key: str, context: str, where: str = "") -> str:
+    """A string field that must be there and not be empty (an id)."""
+    value = optional_text(data, key, context, where)
+    if not value:
+        raise malformed(context, f"without '{where}{key}' in the response")
+    return value
+
+
+def optional_integer(
+    data: Mapping[str, Any], key: str, context: str, where: str = ""
+) -> int | None:
+    value = data.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise wrong_type(context, f"'{where}{key}'", "an integer", value)
+    return value
+
+
+def optional_boolean(
+    data: Mapping[str, Any], key: str, context: str, where: str = ""
+) -> bool | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise wrong_type(context, f"'{where}{key}'", "a boolean", value)
+    return value
+
+
+def optional_object(
+    data: Mapping[str, Any], key: str, context: str, where: str = ""
+) -> dict[str, Any]:
+    """An object field (``{}`` when absent or null)."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise wrong_type(context, f"'{where}{key}'", "an object", value)
+    return value
+
+
+def optional_objects(
+    data: Mapping[str, Any], key: str, context: str, where: str = ""
+) -> list[dict[str, Any]]:
+    """A list of objects (``[]`` when absent or null); an item that is not an object is an
+    error naming it."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise wrong_type(context, f"'{where}{key}'", "a list", value)
+    for n, item in enumerate(value, 1):
+        if not isinstance(item, dict):
+            raise wrong_type(context, f"'{where}{key}' item {n}", "an object", item)
+    return value
+
+
 def collection(data: Any, context: str = "Azure DevOps list response") -> list[dict[str, Any]]:
     """The items of a list response: ``{"count": n, "value": [...]}`` on the wire, or a list.
 

@@ -22,13 +22,17 @@ from urllib.parse import quote
 from bridge.azure_devops.client import (
     ApiRequest,
     AzureDevOpsClient,
-    AzureDevOpsError,
     collection,
     integer_field,
-    json_kind,
     json_object,
-    malformed,
+    optional_boolean,
+    optional_integer,
+    optional_object,
+    optional_objects,
+    optional_text,
+    required_text,
     response_json,
+    wrong_type,
 )
 
 if TYPE_CHECKING:
@@ -149,7 +153,7 @@ class CheckConfiguration:
         s = self.settings
         order = s.get("executionOrder")
         if order is not None and (isinstance(order, bool) or not isinstance(order, str | int)):
-            raise _wrong(context, "'settings.executionOrder'", "a string", order)
+            raise wrong_type(context, "'settings.executionOrder'", "a string", order)
         return ApprovalCheck(
             approvers=_identities(s, "approvers", context, "settings."),
             min_required_approvers=optional_integer(s, "minRequiredApprovers", context, "settings.")
@@ -177,75 +181,6 @@ def execution_order_name(value: Any) -> str:
 
 
 # -- Reading answers (helpers beside client.integer_field; ``where`` prefixes nested names) ----
-
-
-def _wrong(context: str, name: str, wanted: str, value: Any) -> AzureDevOpsError:
-    """``name`` is quoted: ``'settings.approvers'``, ``'settings.approvers' item 2``."""
-    return malformed(context, f"with {name} not {wanted} but {json_kind(value)}")
-
-
-def optional_text(data: Mapping[str, Any], key: str, context: str, where: str = "") -> str:
-    """A string field ("" when absent or null)."""
-    value = data.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _wrong(context, f"'{where}{key}'", "a string", value)
-    return value
-
-
-def required_text(data: Mapping[str, Any], key: str, context: str, where: str = "") -> str:
-    """A string field that must be there and not be empty (an id)."""
-    value = optional_text(data, key, context, where)
-    if not value:
-        raise malformed(context, f"without '{where}{key}' in the response")
-    return value
-
-
-def optional_integer(
-    data: Mapping[str, Any], key: str, context: str, where: str = ""
-) -> int | None:
-    value = data.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise _wrong(context, f"'{where}{key}'", "an integer", value)
-    return value
-
-
-def optional_boolean(
-    data: Mapping[str, Any], key: str, context: str, where: str = ""
-) -> bool | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise _wrong(context, f"'{where}{key}'", "a boolean", value)
-    return value
-
-
-def optional_object(
-    data: Mapping[str, Any], key: str, context: str, where: str = ""
-) -> dict[str, Any]:
-    """An object field (``{}`` when absent or null)."""
-    value = data.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _wrong(context, f"'{where}{key}'", "an object", value)
-    return value
-
-
-def optional_objects(
-    data: Mapping[str, Any], key: str, context: str, where: str = ""
-) -> list[dict[str, Any]]:
-    """A list of objects (``[]`` when absent or null); an item that is not an object is an
-    error naming it."""
-    value = data.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _wrong(context, f"'{where}{key}'", "a list", value)
-    for n, item in enumerate(value, 1):
-        if not isinstance(item, dict):
-            raise _wrong(context, f"'{where}{key}' item {n}", "an object", item)
-    return value
 
 
 def _identities(

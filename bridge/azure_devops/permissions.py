@@ -26,14 +26,11 @@ from bridge.azure_devops.client import (
     integer_field,
     json_object,
     malformed,
-)
-from bridge.azure_devops.environments import (
-    AUTH_HINT,
-    answer,
     optional_boolean,
     optional_object,
     optional_objects,
 )
+from bridge.azure_devops.environments import AUTH_HINT, answer
 
 PIPELINE_PERMISSIONS_API_VERSION = "7.1-preview.1"
 PERMISSION_HINTS: Mapping[int, str] = {
