@@ -57,6 +57,10 @@ _EXPORTS = {
     "Expectations": "bridge.deploy.endpoint_test",
     "EndpointTestReport": "bridge.deploy.endpoint_test",
     # model registry
+    "LatestPackageParams": "bridge.registry.operations",
+    "DescribePackageParams": "bridge.registry.operations",
+    "SetStatusParams": "bridge.registry.operations",
+    "PackageResult": "bridge.registry.operations",
     "latest_model_package": "bridge.registry.operations",
     "describe_model_package": "bridge.registry.operations",
     "set_model_package_status": "bridge.registry.operations",

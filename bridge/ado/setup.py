@@ -232,7 +232,7 @@ def setup_environments(
     for warning in warnings:
         reporter.warning(warning)
     if params.dry_run:
-        return _setup_plan(params, desired, reporter, warnings)
+        return _planned_setup(params, warnings)
     if client is None:
         raise UserError("setup needs an Azure DevOps client (or dry_run=True)")
     before = client.requests_made
@@ -442,9 +442,12 @@ def _ensure_environment(
         raise
 
 
-def _setup_plan(
-    params: SetupParams, desired: ApprovalCheck, reporter: Reporter, warnings: list[str]
-) -> SetupResult:
+def plan_setup(params: SetupParams) -> Plan:
+    """The requests ``setup`` would make (pure: no request, no credential)."""
+    return _plan("setup", _setup_requests(params))
+
+
+def _setup_requests(params: SetupParams) -> list[PlannedRequest]:
     from bridge.azure_devops import environments as ado
     from bridge.azure_devops import permissions as api
     from bridge.azure_devops.client import organization_url
@@ -452,6 +455,7 @@ def _setup_plan(
     base = organization_url(params.organization)
     names = params.environment_names
     production = names[1]
+    desired = params.approval_check()
     placeholders = {name: f"{{id of {name}}}" for name in names}
     planned: list[PlannedRequest] = []
     for name in names:
@@ -485,6 +489,13 @@ def _setup_plan(
             )
             when = f"if pipeline {params.pipeline_id} is not authorised on {name}"
             planned.append(_planned(grant, base, when, placeholders[name]))
+    return planned
+
+
+def _planned_setup(params: SetupParams, warnings: list[str]) -> SetupResult:
+    names = params.environment_names
+    production = names[1]
+    planned = _setup_requests(params)
     return SetupResult(
         organization=params.organization,
         project=params.project,
@@ -542,12 +553,10 @@ def list_approvals(
 ) -> ApprovalsResult:
     """The approvals in ``params.state`` (default: pending) of the project, with approvers."""
     from bridge.azure_devops import approvals as api
-    from bridge.azure_devops.client import organization_url
 
     reporter = reporter or Reporter()
-    request = api.list_approvals_request(params.project, state=params.state, top=params.top)
     if params.dry_run:
-        planned = [_planned(request, organization_url(params.organization))]
+        planned = _approvals_requests(params)
         return ApprovalsResult(
             project=params.project,
             state=params.state,
@@ -577,6 +586,39 @@ def list_approvals(
     return ApprovalsResult(
         project=params.project, state=params.state, approvals=[a.as_dict() for a in found]
     )
+
+
+def plan_list_approvals(params: ApprovalsListParams) -> Plan:
+    """The request ``approvals list`` would make (pure)."""
+    return _plan("approvals list", _approvals_requests(params))
+
+
+def _approvals_requests(params: ApprovalsListParams) -> list[PlannedRequest]:
+    from bridge.azure_devops import approvals as api
+    from bridge.azure_devops.client import organization_url
+
+    request = api.list_approvals_request(params.project, state=params.state, top=params.top)
+    return [_planned(request, organization_url(params.organization))]
+
+
+def plan_decision(
+    params: ApprovalDecisionParams, decision: Literal["approved", "rejected"]
+) -> Plan:
+    """The request ``approvals approve|reject`` would make (pure)."""
+    verb = "approve" if decision == "approved" else "reject"
+    return _plan(f"approvals {verb}", _decision_requests(params, decision))
+
+
+def _decision_requests(
+    params: ApprovalDecisionParams, decision: Literal["approved", "rejected"]
+) -> list[PlannedRequest]:
+    from bridge.azure_devops import approvals as api
+    from bridge.azure_devops.client import organization_url
+
+    request = api.update_approval_request(
+        params.project, str(params.approval_id), decision, params.comment
+    )
+    return [_planned(request, organization_url(params.organization))]
 
 
 def _approvers_text(approval: Any) -> str:
@@ -612,19 +654,17 @@ def _decide(
     reporter: Reporter,
 ) -> ApprovalDecisionResult:
     from bridge.azure_devops import approvals as api
-    from bridge.azure_devops.client import AzureDevOpsError, organization_url
+    from bridge.azure_devops.client import AzureDevOpsError
 
     approval_id = str(params.approval_id)
-    request = api.update_approval_request(params.project, approval_id, decision, params.comment)
     verb = "approve" if decision == "approved" else "reject"
     if params.dry_run:
-        planned = [_planned(request, organization_url(params.organization))]
         return ApprovalDecisionResult(
             approval_id=approval_id,
             decision=decision,
             status="planned",
-            planned_requests=planned,
-            plan=_plan(f"approvals {verb}", planned),
+            planned_requests=_decision_requests(params, decision),
+            plan=plan_decision(params, decision),
         )
     if client is None:
         raise UserError(f"approvals {verb} needs an Azure DevOps client (or dry_run=True)")

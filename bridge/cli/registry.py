@@ -9,8 +9,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bridge.cli.common import add_actions, add_command, planned, registry_region, require
+from bridge.cli.common import (
+    add_actions,
+    add_command,
+    registry_region,
+    report_result,
+    require,
+    validated,
+)
 from bridge.core.output import Reporter
+from bridge.core.plan import render_plan
 
 USES = ("config", "aws", "dry_run")
 STATUSES = ["Approved", "Rejected", "PendingManualApproval", "any"]
@@ -42,13 +50,6 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         )
 
 
-def _package_arn(arn: str) -> Any:
-    """The ARN's parts, checked offline; a malformed one is an error naming ``ARN``."""
-    from bridge.registry.operations import parse_arn
-
-    return parse_arn(arn, flag="ARN")
-
-
 def _clients(args: argparse.Namespace, reporter: Reporter, region: str | None) -> Any:
     from bridge.cli.clients import aws_clients
     from bridge.cli.common import load_config
@@ -63,67 +64,42 @@ def _cmd_latest(args: argparse.Namespace, reporter: Reporter) -> int:
 
     config = load_config(args)
     group = require(args.group or config.model_package_group, "model_package_group", "--group")
-    status = None if args.status == "any" else args.status
+    params = validated(
+        model_registry.LatestPackageParams,
+        {"group": group, "status": None if args.status == "any" else args.status},
+        flags={"group": "--group", "status": "--status"},
+    )
     if args.dry_run:
-        from bridge.core.plan import Plan, PlannedStep, render_plan
-
-        listing = {
-            "ModelPackageGroupName": group,
-            "ModelApprovalStatus": status,
-            "SortBy": "CreationTime",
-            "SortOrder": "Descending",
-            "MaxResults": 1,
-        }
-        return render_plan(
-            reporter,
-            Plan(
-                f"AWS calls registry latest would make for {group}",
-                [
-                    PlannedStep("sagemaker", "ListModelPackages", listing),
-                    PlannedStep("sagemaker", "DescribeModelPackage", {}, "on the one found"),
-                ],
-            ),
-        )
+        return render_plan(reporter, model_registry.plan_latest(params))
     clients = aws_clients(args, config, reporter, region=registry_region(args, config))
-    reporter.result(model_registry.latest(group, status=status, clients=clients, reporter=reporter))
-    return 0
+    return report_result(
+        reporter, model_registry.latest(params, clients=clients, reporter=reporter)
+    )
 
 
 def _cmd_describe(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge.registry import operations as model_registry
 
-    arn = _package_arn(args.arn)
+    params = model_registry.DescribePackageParams(arn=args.arn)
     if args.dry_run:
-        return planned(
-            reporter,
-            "AWS calls registry describe would make",
-            "sagemaker",
-            "DescribeModelPackage",
-            {"ModelPackageName": arn.arn},
-        )
-    clients = _clients(args, reporter, arn.region)
-    reporter.result(model_registry.describe(args.arn, clients=clients, reporter=reporter))
-    return 0
+        return render_plan(reporter, model_registry.plan_describe(params))
+    clients = _clients(args, reporter, model_registry.parse_arn(params.arn).region)
+    result = model_registry.describe(params, clients=clients, reporter=reporter)
+    return report_result(reporter, result)
 
 
 def _cmd_set_status(args: argparse.Namespace, reporter: Reporter) -> int:
     from bridge.registry import operations as model_registry
 
-    arn = _package_arn(args.arn)
-    clients = None if args.dry_run else _clients(args, reporter, arn.region)
-    result = model_registry.set_status(
-        args.arn,
-        args.status,
-        comment=args.comment,
-        approver=args.approver,
-        clients=clients,
-        reporter=reporter,
-        dry_run=args.dry_run,
-    )
-    plan = result.pop("plan", None)
-    if plan is not None:
-        from bridge.core.plan import render_plan
-
-        return render_plan(reporter, plan)
-    reporter.result(result)
-    return 0
+    fields = {
+        "arn": args.arn,
+        "status": args.status,
+        "comment": args.comment,
+        "approver": args.approver,
+    }
+    params = validated(model_registry.SetStatusParams, fields, flags={"comment": "--comment"})
+    if args.dry_run:
+        return render_plan(reporter, model_registry.plan_set_status(params))
+    clients = _clients(args, reporter, model_registry.parse_arn(params.arn).region)
+    result = model_registry.set_status(params, clients=clients, reporter=reporter)
+    return report_result(reporter, result)

@@ -14,8 +14,13 @@ import responses
 from pydantic import ValidationError
 
 from bridge.ado.setup import (
+    ApprovalDecisionParams,
+    ApprovalsListParams,
     EnvironmentsSettings,
     SetupParams,
+    plan_decision,
+    plan_list_approvals,
+    plan_setup,
     setup_environments,
 )
 from bridge.azure_devops.client import (
@@ -344,6 +349,24 @@ def test_dry_run_makes_no_request_and_prints_the_plan(fake, capsys):
     assert [c.action for c in result.exclusive_locks] == ["planned", "planned"]
     assert [p.action for p in result.pipeline_permissions] == ["planned", "planned"]
     assert "(no call made)" in out
+
+
+def test_plans_are_pure_and_match_the_dry_run(fake):
+    """plan_* take the parameters alone (no client, no credential) and equal the dry run's."""
+    dry = setup_environments(params(dry_run=True), client=None)
+    assert plan_setup(params()).as_dict() == dry.plan.as_dict()
+    listing = plan_list_approvals(ApprovalsListParams(organization="contoso", project="mlops"))
+    assert [s.operation.split(" ")[0] for s in listing.steps] == ["GET"]
+    decision = ApprovalDecisionParams(
+        organization="contoso",
+        project="mlops",
+        approval_id="0d7b1f6c-5a8e-4c43-9f0e-2b1c3d4e5f60",
+        comment="looks good",
+    )
+    step = plan_decision(decision, "rejected").steps[0]
+    assert step.operation.startswith("PATCH https://dev.azure.com/contoso/mlops/_apis/pipelines")
+    assert step.arguments[0]["status"] == "rejected"
+    assert fake.requests == []
 
 
 def test_setup_without_a_client_is_a_user_error():

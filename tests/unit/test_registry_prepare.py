@@ -15,6 +15,11 @@ from bridge.core.output import Reporter
 from bridge.deploy.operations import PrepareParams, prepare_release, render_stage
 from bridge.errors import ConfigError, UserError
 from bridge.registry import operations as model_registry
+from bridge.registry.operations import (
+    DescribePackageParams,
+    LatestPackageParams,
+    SetStatusParams,
+)
 from bridge.settings.stage import StageConfig, load_stage_config
 from tests.support.fakes import StaticClients
 from tests.support.registry import add_model_package
@@ -58,41 +63,51 @@ def test_latest_is_the_newest_approved_not_the_oldest(registry):
     first, second = add("Approved"), add("Approved")
     add("PendingManualApproval")
     add("Rejected")
-    newest = model_registry.latest(GROUP, clients=clients, reporter=quiet())
-    assert newest["arn"] == second != first
-    assert (
-        model_registry.latest(GROUP, status=None, clients=clients, reporter=quiet())["version"] == 4
+    newest = model_registry.latest(
+        LatestPackageParams(group=GROUP), clients=clients, reporter=quiet()
     )
+    assert newest.arn == second != first
+    anything = LatestPackageParams(group=GROUP, status=None)
+    assert model_registry.latest(anything, clients=clients, reporter=quiet()).version == 4
     with pytest.raises(UserError, match="no Approved version"):
-        model_registry.latest("empty-group", clients=clients, reporter=quiet())
+        empty = LatestPackageParams(group="empty-group")
+        model_registry.latest(empty, clients=clients, reporter=quiet())
 
 
 def test_approve_and_reject_record_who_and_why(registry):
     clients, add = registry
     arn = add("PendingManualApproval")
-    approved = model_registry.set_status(
-        arn,
-        "Approved",
-        comment="AUC 0.99 on holdout",
-        approver="alice",
-        clients=clients,
-        reporter=quiet(),
+    approve = SetStatusParams(
+        arn=arn, status="Approved", comment="AUC 0.99 on holdout", approver="alice"
     )
-    assert approved["status"] == "Approved"
-    assert approved["approval_description"] == "Approved by alice: AUC 0.99 on holdout"
-    rejected = model_registry.set_status(
-        arn, "Rejected", comment="drift found", clients=clients, reporter=quiet()
-    )
-    assert rejected["approval_description"].startswith(f"Rejected by arn:aws:sts::{ACCOUNT}:")
-    assert rejected["approval_description"].endswith(": drift found")
+    approved = model_registry.set_status(approve, clients=clients, reporter=quiet())
+    assert approved.status == "Approved"
+    assert approved.approval_description == "Approved by alice: AUC 0.99 on holdout"
+    reject = SetStatusParams(arn=arn, status="Rejected", comment="drift found")
+    rejected = model_registry.set_status(reject, clients=clients, reporter=quiet())
+    assert rejected.approval_description.startswith(f"Rejected by arn:aws:sts::{ACCOUNT}:")
+    assert rejected.approval_description.endswith(": drift found")
     with pytest.raises(UserError, match="--comment is required"):
-        model_registry.set_status(arn, "Approved", comment=" ", clients=clients)
+        SetStatusParams(arn=arn, status="Approved", comment=" ")
 
 
-def test_bad_arn_is_one_line(registry):
-    clients, _ = registry
+def test_plans_are_pure_and_say_who(registry):
+    """A plan is built from the parameters alone: no client exists to call."""
+    _, add = registry
+    arn = add("PendingManualApproval")
+    plan = model_registry.plan_set_status(
+        SetStatusParams(arn=arn, status="Rejected", comment="drift", approver="bob")
+    )
+    update = next(step for step in plan.steps if step.operation == "UpdateModelPackage")
+    assert update.arguments["ApprovalDescription"] == "Rejected by bob: drift"
+    assert plan.title == "AWS calls registry reject would make"
+    latest = model_registry.plan_latest(LatestPackageParams(group=GROUP))
+    assert [s.operation for s in latest.steps] == ["ListModelPackages", "DescribeModelPackage"]
+
+
+def test_bad_arn_is_one_line():
     with pytest.raises(UserError, match=r"expected arn:aws:sagemaker:<region>"):
-        model_registry.describe("arn:aws:s3:::bucket/key", clients=clients)
+        DescribePackageParams(arn="arn:aws:s3:::bucket/key")
 
 
 def write_configs(tmp_path: Path) -> list[Path]:

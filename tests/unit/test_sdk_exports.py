@@ -22,9 +22,9 @@ OPERATIONS = {
     "list_approvals": ("ApprovalsListParams", "ApprovalsResult"),
     "approve": ("ApprovalDecisionParams", "ApprovalDecisionResult"),
     "reject": ("ApprovalDecisionParams", "ApprovalDecisionResult"),
-    "latest_model_package": (None, None),
-    "describe_model_package": (None, None),
-    "set_model_package_status": (None, None),
+    "latest_model_package": ("LatestPackageParams", "PackageResult"),
+    "describe_model_package": ("DescribePackageParams", "PackageResult"),
+    "set_model_package_status": ("SetStatusParams", "PackageResult"),
     "aws_clients": (None, None),
 }
 
