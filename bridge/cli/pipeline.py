@@ -17,6 +17,8 @@ from bridge.core.output import Reporter
 from bridge.errors import UserError
 
 AWS_COMMAND = ("config", "aws", "dry_run")
+# where the README's quick start has `pipeline build --out` write the definition
+DEFAULT_DEFINITION_FILE = "build/pipeline-definition.json"
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
@@ -65,6 +67,12 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         "--timeout", help="with --wait: stop the execution after this long (e.g. 6h, 90m)"
     )
     start.add_argument("--display-name", help="the execution's display name")
+    start.add_argument(
+        "--definition-file",
+        metavar="FILE",
+        help="check --param against this built definition before any call (default with "
+        f"--dry-run: {DEFAULT_DEFINITION_FILE} if it exists, or a .json pipeline.definition)",
+    )
     start.add_argument(
         "--client-request-token",
         help="idempotency token (default: derived from the Azure DevOps run and parameters)",
@@ -127,6 +135,20 @@ def _build_fields(args: argparse.Namespace, config: Any) -> dict[str, Any]:
     }
 
 
+def _definition_file(args: argparse.Namespace, config: Any) -> str | None:
+    """The built definition a dry run checks parameters against: the flag, a .json
+    pipeline.definition, or ``pipeline build --out``'s usual file when it exists."""
+    from pathlib import Path
+
+    if args.definition_file:
+        return args.definition_file
+    if not args.dry_run:
+        return None
+    if (config.pipeline.definition or "").endswith(".json"):
+        return config.pipeline.definition
+    return DEFAULT_DEFINITION_FILE if Path(DEFAULT_DEFINITION_FILE).is_file() else None
+
+
 def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
     result: dict[str, str] = {}
     for pair in pairs:
@@ -177,7 +199,8 @@ def _cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
         key = bundle[0] + "/code/" + bundle[1].split("/", 1)[0] if len(bundle) == 2 else bundle[0]
         bundles[key] = bundles.get(key, 0) + 1
     for bundle, count in bundles.items():
-        reporter.info(f"  staged {bundle}/ ({count} file{'s' if count > 1 else ''})")
+        files = f"{count} file{'s' if count > 1 else ''}"
+        reporter.info(f"  code for {bundle}/ ({files}; uploaded by upsert, not by build)")
     if args.out:
         reporter.info(f"written to {args.out}")
     reporter.result(result.model_dump())
@@ -223,6 +246,7 @@ def _cmd_start(args: argparse.Namespace, reporter: Reporter) -> int:
             "timeout_seconds": timeout,
             "display_name": args.display_name,
             "client_request_token": args.client_request_token,
+            "definition_file": _definition_file(args, config),
             "dry_run": args.dry_run,
         },
         flags={"display_name": "--display-name", "client_request_token": "--client-request-token"},

@@ -28,7 +28,14 @@ from bridge.core.agent import AgentRun
 from bridge.core.output import Reporter
 from bridge.core.plan import Plan, PlannedCall
 from bridge.core.signals import CancelRequested, cancel_on_signals
-from bridge.errors import Cancelled, ExecutionFailed, ServiceError, UserError, WaitTimeout
+from bridge.errors import (
+    Cancelled,
+    ExecutionFailed,
+    ParameterError,
+    ServiceError,
+    UserError,
+    WaitTimeout,
+)
 from bridge.pipeline.definition import BuiltDefinition, canonical_json, load_definition, sha256_text
 
 
@@ -65,6 +72,11 @@ class StartParams(_Params):
     display_name: str | None = None
     description: str | None = None
     client_request_token: str | None = Field(None, min_length=32, max_length=128)
+    definition_file: Path | None = Field(
+        None,
+        description="a built definition (pipeline build --out) to check the parameters against "
+        "offline, before any call (a real start also checks them against the deployed one)",
+    )
     dry_run: bool = False
 
 
@@ -258,6 +270,13 @@ def start_pipeline(
         "start", params.pipeline_name, *sorted(f"{k}={v}" for k, v in params.parameters.items())
     )
     if params.dry_run:
+        if params.definition_file is not None:
+            check_parameters_offline(params.definition_file, params.parameters)
+        else:
+            reporter.warning(
+                "parameters not checked offline: no built definition (run 'smbridge pipeline "
+                "build --out build/pipeline-definition.json', or pass --definition-file)"
+            )
         calls = [
             PlannedCall("sagemaker", "DescribePipeline", {"PipelineName": params.pipeline_name}),
             PlannedCall(
@@ -286,6 +305,8 @@ def start_pipeline(
         return ExecutionResult(status="planned", planned_calls=plan.calls(), plan=plan)
     if clients is None:
         raise UserError("start needs AWS clients (or dry_run=True)")
+    if params.definition_file is not None:
+        check_parameters_offline(params.definition_file, params.parameters)
     sagemaker = clients.client("sagemaker")
     pipeline = sm.describe_pipeline(sagemaker, params.pipeline_name)
     if pipeline is None:
@@ -322,6 +343,26 @@ def start_pipeline(
             scope.shield()  # a second signal (SIGTERM 7.5 s after SIGINT) must not cut this short
             raise _cancel(exc, sagemaker, arn, start, params.pipeline_name, reporter) from None
     return _finish(state, reporter)
+
+
+def check_parameters_offline(definition_file: Path, parameters: dict[str, str]) -> None:
+    """Check parameter names, types and enum values against a built definition, as
+    StartPipelineExecution will against the deployed one. Raises :class:`ParameterError` (naming
+    the parameter and the file) or :class:`UserError` (an unreadable file)."""
+    try:
+        declared = sm.declared_parameters(definition_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a pipeline definition JSON"
+        raise UserError(
+            f"--definition-file {definition_file}: {reason}; build it with 'smbridge pipeline "
+            "build --out FILE'"
+        ) from None
+    try:
+        sm.check_parameters(declared, parameters)
+    except ParameterError as exc:
+        raise ParameterError(
+            f"{exc} (checked against {definition_file}; rebuild it if the pipeline changed)"
+        ) from None
 
 
 def _cancel(

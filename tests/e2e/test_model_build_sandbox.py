@@ -49,8 +49,15 @@ def sandbox(monkeypatch: pytest.MonkeyPatch):
         yield s3, calls
 
 
-def test_upsert_uploads_code_then_is_unchanged_then_runs(sandbox, capsys):
+def test_upsert_uploads_code_then_is_unchanged_then_runs(sandbox, capsys, tmp_path):
     s3, calls = sandbox
+    out = tmp_path / "pipeline-definition.json"
+    calls.clear()  # the fixture's CreateBucket
+    assert main(["pipeline", "build", "--out", str(out)]) == 0
+    built = capsys.readouterr().out
+    assert calls == [], "build is offline"
+    assert "uploaded by upsert, not by build" in built
+    assert "staged" not in built  # reads like an upload that did not happen
     assert main(["pipeline", "upsert", "--output", "json"]) == 0
     created = json.loads(capsys.readouterr().out)
     assert created["action"] == "created"

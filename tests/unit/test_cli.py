@@ -270,3 +270,42 @@ def test_a_repeated_param_is_an_error(project, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err == ("error: --param AucThreshold is given more than once; give each parameter once")
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        (
+            "Nope=1",
+            "--param Nope: the pipeline declares no such parameter (declared: AucThreshold)",
+        ),
+        ("AucThreshold=high", "--param AucThreshold='high': expected a float value"),
+    ],
+)
+def test_a_dry_run_checks_params_against_the_built_definition(project, capsys, param, message):
+    """The project's pipeline.definition is a .json file: the dry run checks against it offline,
+    as StartPipelineExecution would against the deployed definition (same check, same words)."""
+    assert main(["pipeline", "start", "--dry-run", "--param", param]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"error: {message} (checked against definition.json; rebuild it if the pipeline changed)"
+    )
+
+
+def test_a_dry_run_uses_the_quick_starts_built_file_and_says_when_it_has_none(
+    project, capsys, monkeypatch
+):
+    bridge_yaml = project / "bridge.yaml"
+    bridge_yaml.write_text(
+        bridge_yaml.read_text().replace("definition.json", "model_build.pipeline:get_pipeline")
+    )
+    assert main(["pipeline", "start", "--dry-run", "--param", "Nope=1"]) == 0
+    assert "parameters not checked offline: no built definition" in capsys.readouterr().err
+    (project / "build").mkdir()
+    (project / "build" / "pipeline-definition.json").write_text(json.dumps(DEFINITION))
+    assert main(["pipeline", "start", "--dry-run", "--param", "Nope=1"]) == 2
+    assert "checked against build/pipeline-definition.json" in capsys.readouterr().err
+    assert main(["pipeline", "start", "--dry-run", "--param", "AucThreshold=0.7"]) == 0
+    assert main(["pipeline", "start", "--dry-run", "--definition-file", "missing.json"]) == 2
+    assert "--definition-file missing.json: No such file or directory" in capsys.readouterr().err

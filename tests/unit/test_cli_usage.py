@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -492,3 +494,42 @@ def test_readme_command_rows_name_options_the_command_has():
         parser = next(p for w, p in ALL.items() if tuple(words[: len(w)]) == w)
         for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", row):
             assert flag in flags(parser), f"README: smbridge {row}: {flag}"
+
+
+# -- the README's command tables name every option --------------------------------------------------
+
+COMMON = {
+    "--config", "--region", "--profile", "--role-arn", "--no-role", "--web-identity",
+    "--dry-run", "--debug", "--output", "-o", "-h", "--help",
+}  # fmt: skip
+
+
+def test_the_readme_names_every_command_and_its_own_options():
+    """Each command has a row in one of the README's command tables (``| `smbridge <words>``),
+    and its rows mention every option it has beyond the common ones (listed once, at the table's
+    foot)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows: dict[tuple[str, ...], list[str]] = {}
+    for line in readme.splitlines():
+        # the command words of a row; `approve\|reject` names two commands
+        match = re.match(r"\| `smbridge ((?:[a-z]+(?:\\\|[a-z]+)*(?: |`))+)", line)
+        if match:
+            alternatives = [word.split("\\|") for word in match.group(1).rstrip("` ").split(" ")]
+            for words in itertools.product(*alternatives):
+                rows.setdefault(words, []).append(line)
+    missing = []
+    for words, parser in ALL.items():
+        mine = rows.get(words, [])
+        if not mine:
+            missing.append(f"smbridge {' '.join(words)}: no row")
+            continue
+        documented = {
+            flag
+            for action in parser._actions
+            if action.help != argparse.SUPPRESS  # a deprecated alias, kept working but unlisted
+            for flag in action.option_strings
+        }
+        for option in sorted(documented - COMMON):
+            if not any(re.search(rf"{re.escape(option)}\b", row) for row in mine):
+                missing.append(f"smbridge {' '.join(words)}: {option}")
+    assert missing == []
