@@ -496,7 +496,7 @@ def test_readme_command_rows_name_options_the_command_has():
             assert flag in flags(parser), f"README: smbridge {row}: {flag}"
 
 
-# -- the README's command tables name every option --------------------------------------------------
+# -- the README's command tables name every option ----------------------------------------------
 
 COMMON = {
     "--config", "--region", "--profile", "--role-arn", "--no-role", "--web-identity",
