@@ -225,7 +225,7 @@ def setup_environments(
     updated (one PATCH) and the changed fields reported."""
     from bridge.azure_devops import environments as ado
 
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     staging, production = params.environment_names
     desired = params.approval_check()
     warnings = setup_warnings(params)
@@ -554,7 +554,7 @@ def list_approvals(
     """The approvals in ``params.state`` (default: pending) of the project, with approvers."""
     from bridge.azure_devops import approvals as api
 
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     if params.dry_run:
         planned = _approvals_requests(params)
         return ApprovalsResult(
@@ -634,7 +634,7 @@ def approve(
     reporter: Reporter | None = None,
 ) -> ApprovalDecisionResult:
     """Approve one pending approval with a comment."""
-    return _decide(params, "approved", client, reporter or Reporter())
+    return _decide(params, "approved", client, reporter or Reporter.silent())
 
 
 def reject(
@@ -644,7 +644,7 @@ def reject(
     reporter: Reporter | None = None,
 ) -> ApprovalDecisionResult:
     """Reject one pending approval with a comment."""
-    return _decide(params, "rejected", client, reporter or Reporter())
+    return _decide(params, "rejected", client, reporter or Reporter.silent())
 
 
 def _decide(

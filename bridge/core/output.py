@@ -14,6 +14,7 @@ parses to the same values. :class:`AgentSafeStream` does the same for other writ
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,6 +26,13 @@ from bridge.core import agent
 from bridge.errors import mask
 
 Mode = Literal["text", "agent", "json"]
+
+
+class _Discard(io.TextIOBase):
+    """A text stream that drops what it is given."""
+
+    def write(self, text: str) -> int:
+        return len(text)
 
 
 class Reporter:
@@ -49,6 +57,12 @@ class Reporter:
         self._secrets: set[str] = set()
         self._secret_sources: list[Callable[[], Iterable[str]]] = []
         self.outputs: dict[str, str] = {}
+
+    @classmethod
+    def silent(cls) -> Reporter:
+        """Prints nothing (the SDK's default): output variables are still kept in
+        :attr:`outputs`."""
+        return cls("text", out=_Discard(), err=_Discard(), agent_safe=False)
 
     @classmethod
     def for_environment(cls, output: str | None = None) -> Reporter:

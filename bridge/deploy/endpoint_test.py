@@ -112,7 +112,7 @@ def run_endpoint_test(
     monotonic: Callable[[], float] = time.perf_counter,
 ) -> EndpointTestReport:
     """Invoke ``endpoint`` once per row and check every expectation."""
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     if expect.labels is not None and len(expect.labels) != len(rows):
         raise UserError(f"expect.labels has {len(expect.labels)} entries for {len(rows)} rows")
     calls: list[Invocation] = []

@@ -240,7 +240,7 @@ def prepare_release(
     params: PrepareParams, *, clients: AwsClients, reporter: Reporter | None = None
 ) -> PrepareResult:
     """Validate and resolve the package, refuse unless Approved, render every stage."""
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     stage_configs = check_offline(params)
     sagemaker = clients.client("sagemaker")
     if params.model_package_arn:
@@ -331,7 +331,7 @@ def deploy_stage(
     monotonic: Callable[[], float] = time.monotonic,
 ) -> DeployResult:
     """Deploy an Approved model package onto one stage and wait for the end."""
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     config = load_stage_config(params.config_file)
     if config.stage != params.stage:
         raise UserError(

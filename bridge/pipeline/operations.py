@@ -163,7 +163,7 @@ def upsert_pipeline(
 ) -> UpsertResult:
     """Create the pipeline, update it when its definition, role, description or parallelism
     changed, or report ``unchanged`` without any write call."""
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     run = agent_run or AgentRun.from_environ()
     with reporter.group(f"Build definition of {params.pipeline_name}"):
         built = build_definition(params)
@@ -264,7 +264,7 @@ def start_pipeline(
 ) -> ExecutionResult:
     """Start an execution (parameters checked against the pipeline's declared ones first) and,
     with ``wait``, follow it to the end. Raises :class:`ExecutionFailed` when it fails."""
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     run = agent_run or AgentRun.from_environ()
     token = params.client_request_token or run.request_token(
         "start", params.pipeline_name, *sorted(f"{k}={v}" for k, v in params.parameters.items())
@@ -543,7 +543,7 @@ def pipeline_status(
     params: ExecutionParams, *, clients: AwsClients | None = None, reporter: Reporter | None = None
 ) -> ExecutionResult:
     """The execution's status and its steps (the latest execution with only a pipeline name)."""
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     if params.dry_run:
         target = _plan_target(params)
         calls = [
@@ -577,7 +577,7 @@ def stop_pipeline(
     params: ExecutionParams, *, clients: AwsClients | None = None, reporter: Reporter | None = None
 ) -> ExecutionResult:
     """Ask SageMaker to stop the execution (a no-op when it already finished)."""
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     if params.dry_run:
         call = PlannedCall(
             "sagemaker", "StopPipelineExecution", {"PipelineExecutionArn": _plan_target(params)}

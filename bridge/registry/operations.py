@@ -134,7 +134,7 @@ def latest(
     params: LatestPackageParams, *, clients: AwsClients, reporter: Reporter | None = None
 ) -> PackageResult:
     """The newest version of the group (by creation time) with the status."""
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     package = registry.latest_model_package(
         clients.client("sagemaker"), params.group, status=params.status
     )
@@ -151,7 +151,7 @@ def describe(
     params: DescribePackageParams, *, clients: AwsClients, reporter: Reporter | None = None
 ) -> PackageResult:
     """One model package version."""
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     package = registry.describe_model_package(clients.client("sagemaker"), params.arn)
     for key, value in package.summary().items():
         reporter.info(f"{key}: {value}")
@@ -162,7 +162,7 @@ def set_status(
     params: SetStatusParams, *, clients: AwsClients, reporter: Reporter | None = None
 ) -> PackageResult:
     """Approve or reject, recording who and why in the package's approval description."""
-    reporter = reporter or Reporter()
+    reporter = reporter or Reporter.silent()
     description = _description(params, _who(clients, params.approver))
     sagemaker = clients.client("sagemaker")
     registry.set_approval(sagemaker, params.arn, params.status, description)

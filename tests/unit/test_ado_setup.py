@@ -591,7 +591,9 @@ def trigger_params(approvers: list[str], minimum: int = 1, **changes: Any) -> Se
 def test_a_trigger_that_cannot_approve_its_own_runs_is_one_warning(
     fake, client, capsys, approvers, minimum, why
 ):
-    result = setup_environments(trigger_params(approvers, minimum), client=client)
+    result = setup_environments(
+        trigger_params(approvers, minimum), client=client, reporter=Reporter()
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: ")
     assert "the Approval check on smbridge-demo-production can never pass" in err
@@ -618,7 +620,8 @@ def test_no_warning_when_someone_else_can_approve(
 
 
 def test_the_dry_run_warns_too(capsys):
-    result = setup_environments(trigger_params([ANN]).model_copy(update={"dry_run": True}))
+    dry = trigger_params([ANN]).model_copy(update={"dry_run": True})
+    result = setup_environments(dry, reporter=Reporter())
     assert "can never pass for runs the trigger queues" in capsys.readouterr().err
     assert len(result.warnings) == 1
 

@@ -228,3 +228,17 @@ def test_bad_stage_config_is_one_line(tmp_path, change, message):
         load_stage_config(path)
     assert message in str(info.value)
     assert str(info.value).startswith(str(path))
+
+
+def test_the_sdk_prints_nothing_by_default(registry, capsys):
+    """Printing is the CLI's: an SDK call without a reporter writes nothing, on an agent too,
+    and still hands back the output variables it would publish."""
+    clients, add = registry
+    arn = add("Approved")
+    package = model_registry.latest(LatestPackageParams(group=GROUP), clients=clients)
+    assert package.arn == arn
+    assert capsys.readouterr() == ("", "")
+    silent = Reporter.silent()
+    model_registry.latest(LatestPackageParams(group=GROUP), clients=clients, reporter=silent)
+    assert silent.outputs == {"modelPackageArn": arn}
+    assert capsys.readouterr() == ("", "")
