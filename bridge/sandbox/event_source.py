@@ -1,4 +1,5 @@
-"""Lambda's SQS event source mapping, for moto queues (moto does not invoke Lambda).
+"""Lambda's SQS event source mapping, for moto queues (moto does not invoke Lambda): the demo
+and the tests feed the real handler through it.
 
 Polls like the real poller (AWS Lambda developer guide, "Using Lambda with Amazon SQS"):
 receives up to ``batch_size`` messages with their attributes, invokes the function with the
