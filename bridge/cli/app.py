@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trigger": ("bridge.cli.trigger", "the approval trigger (Lambda)"),
     "ado": ("bridge.cli.ado", "Azure DevOps: environments, approval check, approvals"),
     "config": ("bridge.cli.config", "the effective configuration and where it came from"),
+    "demo": ("bridge.cli.demo", "the whole loop on this machine: local AWS, Azure DevOps stand-in"),
+    "doctor": ("bridge.cli.doctor", "check the set-up, read-only: ok or what to fix, per check"),
 }
 
 

@@ -16,7 +16,7 @@ from bridge.azure_devops import approvals, environments, permissions
 from bridge.azure_devops.client import AzureDevOpsClient
 from bridge.azure_devops.credentials import PatCredential
 from bridge.azure_devops.environments import ApprovalCheck, Environment, Identity
-from tests.support.ado_contract import REFERENCE_DIR, AzureDevOpsContract
+from bridge.sandbox.ado_contract import REFERENCE_DIR, AzureDevOpsContract
 
 CONTRACT = AzureDevOpsContract()
 EXAMPLES = REFERENCE_DIR / "ado-examples"

@@ -13,7 +13,7 @@ import responses
 
 from bridge.azure_devops.client import AzureDevOpsClient
 from bridge.azure_devops.credentials import SecretCredential
-from tests.support.ado_contract import AzureDevOpsContract
+from bridge.sandbox.ado_contract import AzureDevOpsContract
 
 CONTRACT = AzureDevOpsContract()
 

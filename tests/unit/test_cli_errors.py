@@ -12,8 +12,8 @@ import responses
 from botocore.exceptions import EndpointConnectionError
 
 from bridge.cli.app import main
+from bridge.sandbox.ado_contract import REFERENCE_DIR
 from bridge.settings.bridge_config import load_config
-from tests.support.ado_contract import REFERENCE_DIR
 
 EVENT = str(REFERENCE_DIR / "sagemaker-events" / "model-package-approved.json")
 EXECUTION = "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/demo/execution/abc"

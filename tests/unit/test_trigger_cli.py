@@ -15,7 +15,7 @@ import responses
 from moto import mock_aws
 
 from bridge.cli.app import main
-from tests.support.ado_contract import REFERENCE_DIR
+from bridge.sandbox.ado_contract import REFERENCE_DIR
 from tests.support.fake_ado import FakeAzureDevOps, Fault
 
 EVENT_FILE = REFERENCE_DIR / "sagemaker-events" / "model-package-approved.json"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bridge.sandbox.ado_contract import REFERENCE_DIR
 from bridge.trigger.events import InvalidEvent, parse_event
-from tests.support.ado_contract import REFERENCE_DIR
 
 APPROVED = json.loads(
     (REFERENCE_DIR / "sagemaker-events" / "model-package-approved.json").read_text()

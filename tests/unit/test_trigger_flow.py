@@ -29,10 +29,10 @@ import responses
 from moto import mock_aws
 
 from bridge.sandbox.ado_contract import REFERENCE_DIR
+from bridge.sandbox.event_source import EventSourceMapping
 from bridge.trigger.handler import build_runtime, process
 from bridge.trigger.local import LocalContext, replay
 from bridge.trigger.settings import TriggerSettings
-from bridge.sandbox.event_source import EventSourceMapping
 from tests.support.fake_ado import FakeAzureDevOps, Fault
 from tests.unit.test_infra_templates import REGION, Renderer, load_template
 

@@ -19,11 +19,11 @@ import responses
 from moto import mock_aws
 
 from bridge.errors import BridgeError, CredentialsError
+from bridge.sandbox.ado_contract import REFERENCE_DIR
 from bridge.trigger.events import InvalidEvent
 from bridge.trigger.handler import TriggerRuntime, build_runtime, handle
 from bridge.trigger.local import LocalContext
 from bridge.trigger.settings import TriggerSettings
-from tests.support.ado_contract import REFERENCE_DIR
 from tests.support.fake_ado import FakeAzureDevOps, Fault
 
 APPROVED = json.loads(

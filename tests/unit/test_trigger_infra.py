@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.ado_contract import REFERENCE_DIR
+from bridge.sandbox.ado_contract import REFERENCE_DIR
 from tests.unit.test_infra_templates import (
     ACCOUNT,
     REGION,

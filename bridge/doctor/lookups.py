@@ -1,0 +1,172 @@
+"""The reads the doctor needs that no other module offers yet, each one GET (or local):
+
+* ``Pipelines - Get`` (reference/ado-openapi-pipelines-7.1-pipelines.json): whether a route's
+  target exists, and its ``configuration`` (``type``, ``path`` of the YAML; the service returns
+  ``path`` and ``repository`` for a YAML pipeline, though the spec's ``PipelineConfiguration``
+  declares only ``type``).
+* ``Endpoints - Get`` (service connections): NOT in the OpenAPI specs under reference/; the shape
+  used is the documented REST API's (learn.microsoft.com, "Endpoints - Get", api-version 7.1):
+  ``GET {organization}/{project}/_apis/serviceendpoint/endpoints/{endpointId}`` answering a
+  ``ServiceEndpoint`` (``id``, ``name``, ``type``, ``authorization.scheme``, ``isReady``); an
+  unknown id gets an empty answer (or 404).
+* a pipeline YAML's declared ``parameters`` (read locally);
+* an OIDC token's claims (the payload decoded, never the signature, never verified: AWS verifies
+  it) and the IAM trust policy statement that accepts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+
+from bridge.azure_devops.client import (
+    API_VERSION,
+    ApiRequest,
+    AzureDevOpsClient,
+    AzureDevOpsError,
+    json_object,
+    response_json,
+)
+from bridge.errors import UserError
+
+SERVICE_ENDPOINTS_API_VERSION = "7.1"
+WORKLOAD_IDENTITY_SCHEME = "WorkloadIdentityFederation"
+DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
+
+
+# -- Azure DevOps ---------------------------------------------------------------------------------
+
+
+def get_pipeline_request(project: str, pipeline_id: int) -> ApiRequest:
+    """``Pipelines - Get``: ``GET {project}/_apis/pipelines/{pipelineId}``."""
+    return ApiRequest(
+        "GET",
+        f"{quote(project, safe='')}/_apis/pipelines/{int(pipeline_id)}",
+        API_VERSION,
+        f"Pipelines - Get {pipeline_id} in {project}",
+        hints={
+            401: "the credential was refused; check the PAT or System.AccessToken",
+            403: "the identity may not read pipelines of this project",
+        },
+    )
+
+
+def get_pipeline(
+    client: AzureDevOpsClient, project: str, pipeline_id: int
+) -> dict[str, Any] | None:
+    """The pipeline, or ``None`` when the service answers 404."""
+    request = get_pipeline_request(project, pipeline_id)
+    try:
+        response = client.send(request)
+    except AzureDevOpsError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return json_object(response_json(response, request.what), f"{request.what}: HTTP 200")
+
+
+def get_service_endpoint_request(project: str, endpoint_id: str) -> ApiRequest:
+    """``Endpoints - Get``: ``GET {project}/_apis/serviceendpoint/endpoints/{endpointId}`` (not in
+    the reference specs: see the module docstring)."""
+    return ApiRequest(
+        "GET",
+        f"{quote(project, safe='')}/_apis/serviceendpoint/endpoints/{quote(endpoint_id, safe='')}",
+        SERVICE_ENDPOINTS_API_VERSION,
+        f"Service Endpoints - Get {endpoint_id} in {project}",
+        hints={403: "the identity may not read this project's service connections"},
+    )
+
+
+def get_service_endpoint(
+    client: AzureDevOpsClient, project: str, endpoint_id: str
+) -> dict[str, Any] | None:
+    """The service connection, or ``None`` (an empty answer, ``null`` or 404)."""
+    request = get_service_endpoint_request(project, endpoint_id)
+    try:
+        response = client.send(request)
+    except AzureDevOpsError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    data = response_json(response, request.what)
+    if data is None:
+        return None
+    return json_object(data, f"{request.what}: HTTP {response.status_code}")
+
+
+# -- pipeline YAML --------------------------------------------------------------------------------
+
+
+def declared_parameters(path: Path) -> list[str]:
+    """The names of the runtime parameters a pipeline YAML declares (``parameters:`` as a list of
+    ``{name: …}``, or the older mapping form); a one-line UserError for an unreadable file."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read ({type(exc).__name__})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise UserError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(document, dict):
+        raise UserError(f"{path}: not a pipeline (no mapping at the top level)")
+    parameters = document.get("parameters") or []
+    if isinstance(parameters, dict):
+        return [str(name) for name in parameters]
+    if not isinstance(parameters, list):
+        raise UserError(f"{path}: parameters is not a list")
+    names = []
+    for n, item in enumerate(parameters, 1):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise UserError(f"{path}: parameters item {n} has no name")
+        names.append(item["name"])
+    return names
+
+
+# -- OIDC token -----------------------------------------------------------------------------------
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims (payload) of a JWT; neither header nor signature is looked at. A UserError that
+    quotes no part of the token if it is not a JWT."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise UserError(f"the OIDC token is not a JWT ({len(parts)} dot-separated parts, not 3)")
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise UserError("the OIDC token's payload is not base64url-encoded JSON") from None
+    if not isinstance(claims, dict):
+        raise UserError("the OIDC token's payload is not a JSON object")
+    return claims
+
+
+def audiences(claims: dict[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    if isinstance(aud, list):
+        return [str(a) for a in aud]
+    return []
+
+
+def trust_statement(
+    issuer: str, subject: str, audience: str, *, account: str, partition: str = "aws"
+) -> dict[str, Any]:
+    """The IAM role trust policy statement that accepts this token through the account's OIDC
+    provider for ``issuer`` (condition keys are the issuer without ``https://``, as in
+    infra/automation-account.yaml)."""
+    host_path = issuer.removeprefix("https://").rstrip("/")
+    return {
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:{partition}:iam::{account}:oidc-provider/{host_path}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {f"{host_path}:aud": audience, f"{host_path}:sub": subject}},
+    }
