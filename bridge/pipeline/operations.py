@@ -277,31 +277,7 @@ def start_pipeline(
                 "parameters not checked offline: no built definition (run 'smbridge pipeline "
                 "build --out build/pipeline-definition.json', or pass --definition-file)"
             )
-        calls = [
-            PlannedCall("sagemaker", "DescribePipeline", {"PipelineName": params.pipeline_name}),
-            PlannedCall(
-                "sagemaker",
-                "StartPipelineExecution",
-                {
-                    "PipelineName": params.pipeline_name,
-                    "PipelineParameters": [
-                        {"Name": k, "Value": v} for k, v in params.parameters.items()
-                    ],
-                    "ClientRequestToken": token or "<random>",
-                },
-                "after checking the parameters against the declared ones",
-            ),
-        ]
-        if params.wait:
-            calls.append(
-                PlannedCall(
-                    "sagemaker",
-                    "DescribePipelineExecution+ListPipelineExecutionSteps",
-                    {"every": f"{poll_policy.initial_interval:g}s→{poll_policy.max_interval:g}s"},
-                    "until Succeeded/Failed/Stopped",
-                )
-            )
-        plan = Plan(f"AWS calls start would make for {params.pipeline_name}", calls)
+        plan = plan_start(params, token=token, poll_policy=poll_policy)
         return ExecutionResult(status="planned", planned_calls=plan.calls(), plan=plan)
     if clients is None:
         raise UserError("start needs AWS clients (or dry_run=True)")
@@ -343,6 +319,38 @@ def start_pipeline(
             scope.shield()  # a second signal (SIGTERM 7.5 s after SIGINT) must not cut this short
             raise _cancel(exc, sagemaker, arn, start, params.pipeline_name, reporter) from None
     return _finish(state, reporter)
+
+
+def plan_start(
+    params: StartParams, *, token: str | None = None, poll_policy: PollPolicy = DEFAULT_POLL_POLICY
+) -> Plan:
+    """The calls ``start`` would make (pure: no call, no credential; ``token``: the request
+    token an agent run derives, else ``<random>``)."""
+    calls = [
+        PlannedCall("sagemaker", "DescribePipeline", {"PipelineName": params.pipeline_name}),
+        PlannedCall(
+            "sagemaker",
+            "StartPipelineExecution",
+            {
+                "PipelineName": params.pipeline_name,
+                "PipelineParameters": [
+                    {"Name": k, "Value": v} for k, v in params.parameters.items()
+                ],
+                "ClientRequestToken": token or params.client_request_token or "<random>",
+            },
+            "after checking the parameters against the declared ones",
+        ),
+    ]
+    if params.wait:
+        calls.append(
+            PlannedCall(
+                "sagemaker",
+                "DescribePipelineExecution+ListPipelineExecutionSteps",
+                {"every": f"{poll_policy.initial_interval:g}s→{poll_policy.max_interval:g}s"},
+                "until Succeeded/Failed/Stopped",
+            )
+        )
+    return Plan(f"AWS calls start would make for {params.pipeline_name}", calls)
 
 
 def check_parameters_offline(definition_file: Path, parameters: dict[str, str]) -> None:
@@ -539,27 +547,34 @@ def _execution_arn(params: ExecutionParams, sagemaker: Any) -> str:
     raise UserError("give --execution-arn, or --pipeline-name for its latest execution")
 
 
+def plan_status(params: ExecutionParams) -> Plan:
+    """The calls ``status`` would make (pure: no call, no credential)."""
+    target = _plan_target(params)
+    calls = [
+        PlannedCall("sagemaker", "DescribePipelineExecution", {"PipelineExecutionArn": target}),
+        PlannedCall("sagemaker", "ListPipelineExecutionSteps", {"PipelineExecutionArn": target}),
+    ]
+    if not params.execution_arn:
+        listing = {"PipelineName": params.pipeline_name}
+        calls.insert(0, PlannedCall("sagemaker", "ListPipelineExecutions", listing))
+    return Plan("AWS calls status would make", calls)
+
+
+def plan_stop(params: ExecutionParams) -> Plan:
+    """The call ``stop`` would make (pure)."""
+    target = {"PipelineExecutionArn": _plan_target(params)}
+    return Plan(
+        "AWS calls stop would make", [PlannedCall("sagemaker", "StopPipelineExecution", target)]
+    )
+
+
 def pipeline_status(
     params: ExecutionParams, *, clients: AwsClients | None = None, reporter: Reporter | None = None
 ) -> ExecutionResult:
     """The execution's status and its steps (the latest execution with only a pipeline name)."""
     reporter = reporter or Reporter.silent()
     if params.dry_run:
-        target = _plan_target(params)
-        calls = [
-            PlannedCall("sagemaker", "DescribePipelineExecution", {"PipelineExecutionArn": target}),
-            PlannedCall(
-                "sagemaker", "ListPipelineExecutionSteps", {"PipelineExecutionArn": target}
-            ),
-        ]
-        if not params.execution_arn:
-            calls.insert(
-                0,
-                PlannedCall(
-                    "sagemaker", "ListPipelineExecutions", {"PipelineName": params.pipeline_name}
-                ),
-            )
-        plan = Plan("AWS calls status would make", calls)
+        plan = plan_status(params)
         return ExecutionResult(status="planned", planned_calls=plan.calls(), plan=plan)
     if clients is None:
         raise UserError("status needs AWS clients (or dry_run=True)")
@@ -579,10 +594,7 @@ def stop_pipeline(
     """Ask SageMaker to stop the execution (a no-op when it already finished)."""
     reporter = reporter or Reporter.silent()
     if params.dry_run:
-        call = PlannedCall(
-            "sagemaker", "StopPipelineExecution", {"PipelineExecutionArn": _plan_target(params)}
-        )
-        plan = Plan("AWS calls stop would make", [call])
+        plan = plan_stop(params)
         return ExecutionResult(status="planned", planned_calls=plan.calls(), plan=plan)
     if clients is None:
         raise UserError("stop needs AWS clients (or dry_run=True)")

@@ -105,3 +105,31 @@ def test_json_is_the_one_shape(command, routes, no_aws_calls, no_http, capsys): 
         assert set(step) == {"service", "operation", "arguments", "when"}
     if command[:2] != ["trigger", "simulate"] or document["steps"]:
         assert document["steps"]
+
+
+def test_the_pipeline_plans_are_pure_functions_of_the_parameters():
+    """No client exists here: a plan needs only the parameters, and equals the dry run's."""
+    from bridge.pipeline import operations as ops
+
+    start = ops.StartParams(pipeline_name="demo", parameters={"AucThreshold": "0.8"}, wait=True)
+    plan = ops.plan_start(start)
+    assert [s.operation for s in plan.steps] == [
+        "DescribePipeline",
+        "StartPipelineExecution",
+        "DescribePipelineExecution+ListPipelineExecutionSteps",
+    ]
+    dry = ops.start_pipeline(start.model_copy(update={"dry_run": True}))
+    assert dry.plan is not None
+    assert (
+        dry.plan.steps[1].arguments["PipelineParameters"]
+        == (plan.steps[1].arguments["PipelineParameters"])
+    )
+    latest = ops.ExecutionParams(pipeline_name="demo")
+    assert [s.operation for s in ops.plan_status(latest).steps] == [
+        "ListPipelineExecutions",
+        "DescribePipelineExecution",
+        "ListPipelineExecutionSteps",
+    ]
+    arn = "arn:aws:sagemaker:eu-west-1:111111111111:pipeline/demo/execution/abc"
+    stop = ops.plan_stop(ops.ExecutionParams(execution_arn=arn))
+    assert stop.steps[0].arguments == {"PipelineExecutionArn": arn}
