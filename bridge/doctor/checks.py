@@ -890,9 +890,8 @@ def check_service_connections(ctx: Context) -> CheckResult:
             )
             fixes.append(f"convert {label} to workload identity federation")
         else:
-            good.append(
-                f"{label} ({where}): token subject sc://{organization}/{project_name}/{label}"
-            )
+            subject = lookups.endpoint_subject(endpoint, organization, project_name)
+            good.append(f"{label} ({where}): token subject {subject}")
     if problems:
         return fail(name, "; ".join(problems), "; ".join(fixes))
     return ok(name, "; ".join(good))

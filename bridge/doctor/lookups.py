@@ -4,11 +4,13 @@
   target exists, and its ``configuration`` (``type``, ``path`` of the YAML; the service returns
   ``path`` and ``repository`` for a YAML pipeline, though the spec's ``PipelineConfiguration``
   declares only ``type``).
-* ``Endpoints - Get`` (service connections): NOT in the OpenAPI specs under reference/; the shape
-  used is the documented REST API's (learn.microsoft.com, "Endpoints - Get", api-version 7.1):
+* ``Endpoints - Get`` (service connections;
+  reference/ado-openapi-serviceEndpoint-7.1-endpoints.json):
   ``GET {organization}/{project}/_apis/serviceendpoint/endpoints/{endpointId}`` answering a
-  ``ServiceEndpoint`` (``id``, ``name``, ``type``, ``authorization.scheme``, ``isReady``); an
-  unknown id gets an empty answer (or 404).
+  ``ServiceEndpoint`` (``id``, ``name``, ``type``, ``authorization.scheme``, ``isReady``; a
+  workload identity federation connection's ``authorization.parameters`` carry its
+  ``workloadIdentityFederationSubject``); an unknown id gets an empty answer
+  (MicrosoftDocs/vsts-rest-api-specs#285), or a 404.
 * a pipeline YAML's declared ``parameters`` (read locally);
 * an OIDC token's claims (the payload decoded, never the signature, never verified: AWS verifies
   it) and the IAM trust policy statement that accepts it.
@@ -21,7 +23,7 @@ import binascii
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import yaml
 
@@ -31,6 +33,7 @@ from bridge.azure_devops.client import (
     AzureDevOpsClient,
     AzureDevOpsError,
     json_object,
+    organization_url,
     response_json,
 )
 from bridge.errors import UserError
@@ -98,6 +101,33 @@ def get_service_endpoint(
     if data is None:
         return None
     return json_object(data, f"{request.what}: HTTP {response.status_code}")
+
+
+def organization_name(organization: str) -> str:
+    """The organization's name as tokens and subjects name it (``sc://{name}/…``), from the
+    configured value: ``contoso``, ``https://dev.azure.com/contoso``, the sandbox's
+    ``http://127.0.0.1:PORT/contoso`` or ``https://contoso.visualstudio.com`` → ``contoso``."""
+    parts = urlsplit(organization_url(organization))
+    path = parts.path.strip("/")
+    if path:
+        return unquote(path.split("/", 1)[0])
+    return (parts.hostname or "").split(".", 1)[0]
+
+
+def endpoint_subject(endpoint: dict[str, Any], organization: str, project: str) -> str:
+    """The subject of the OIDC tokens a workload identity federation connection issues: the
+    one the connection states (``authorization.parameters.workloadIdentityFederationSubject``;
+    with the Entra issuer it holds ids, not names), else ``sc://{organization}/{project}/{name}``
+    (the Azure DevOps issuer's form)."""
+    parameters = (endpoint.get("authorization") or {}).get("parameters") or {}
+    stated = (
+        parameters.get("workloadIdentityFederationSubject")
+        if isinstance(parameters, dict)
+        else None
+    )
+    if isinstance(stated, str) and stated:
+        return stated
+    return f"sc://{organization_name(organization)}/{project}/{endpoint.get('name', '')}"
 
 
 # -- pipeline YAML --------------------------------------------------------------------------------

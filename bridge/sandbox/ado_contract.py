@@ -55,6 +55,7 @@ SPEC_FILES = (
     "ado-openapi-distributedTask-7.1-environments.json",
     "ado-openapi-approvalsAndChecks-7.1-pipelinePermissions.json",
     "ado-openapi-distributedTask-7.1-task.json",  # Oidctoken_Create (a job's OIDC token)
+    "ado-openapi-serviceEndpoint-7.1-endpoints.json",  # Endpoints_Get (service connections)
 )
 
 

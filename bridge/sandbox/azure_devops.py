@@ -13,6 +13,13 @@ What it keeps and answers:
   template parameter the pipeline's YAML does not declare (read from the YAML's top-level
   ``parameters:``, :func:`declared_parameters`); 404 for an unknown pipeline;
 * builds (``Builds_List``), newest first, paged with ``x-ms-continuationtoken``;
+* pipelines (``Pipelines_Get``): each YAML pipeline with the path of its YAML
+  (``pipeline_paths``); 404 for an unknown one;
+* service connections (``Endpoints_Get``): each of ``service_connections`` as a workload identity
+  federation connection that is ready; an unknown id gets a 200 with an empty body, as the
+  service answers it;
+* the job's OIDC token (``Oidctoken_Create``), with the claims the service issues
+  (``oidc_claims`` overrides them);
 * environments, their check configurations, pipeline permissions on them, and pipeline approvals
   (list answers wrapped as the service wraps them, ``{"count", "value"}``); a pending approval
   for an environment's Approval check (:meth:`AzureDevOpsStandIn.request_approval`) that only
@@ -61,6 +68,10 @@ from bridge.sandbox.ado_contract import (
 MODEL_DEPLOY_YAML = "azure-pipelines/model-deploy.yml"
 ADMIN_ID = "3b3db741-9d03-4e32-a7c0-6c3dfc2013c1"
 PROJECT_ID = "d6b3e0ea-8197-4dec-831b-50e2e06ff95f"  # as in reference/ado-examples/
+TENANT_ID = "9b2d4f6a-3c5e-4a7b-8d9c-1e2f3a4b5c6d"  # the Entra tenant of the ARM connections
+REPOSITORY_ID = "0f9e8d7c-6b5a-4938-8271-605f4e3d2c1b"  # the project's Azure Repos Git repository
+# The OIDC tokens' signature segment: not a real signature (base64url of "sandbox-signature")
+OIDC_SIGNATURE = "c2FuZGJveC1zaWduYXR1cmU"
 SIGN_IN_PAGE = (
     "<!DOCTYPE html><html><head><title>Azure DevOps Services | Sign In</title></head></html>"
 )
@@ -254,9 +265,17 @@ class AzureDevOpsStandIn:
     throttled: int = 0  # the next this many authenticated requests get a 429
     retry_after: int = 30
     run_requesters: dict[int, dict[str, Any]] = field(default_factory=dict)
-    # Oidctoken_Create: service connection id (lower case) -> its name; project id -> name
+    # Pipelines_Get: pipeline id -> its YAML's path in the repository (configuration.path);
+    # a pipeline not listed has MODEL_DEPLOY_YAML
+    pipeline_paths: dict[int, str] = field(default_factory=dict)
+    repository_id: str = REPOSITORY_ID
+    # Oidctoken_Create and Endpoints_Get: service connection id (lower case) -> its name (each a
+    # workload identity federation connection); project id -> name
     service_connections: dict[str, str] = field(default_factory=dict)
     project_names: dict[str, str] = field(default_factory=dict)
+    # Oidctoken_Create: claims that replace (or add to) those of each token it issues, e.g.
+    # {"exp": <in the past>} or {"aud": "api://other"}; a value None removes the claim
+    oidc_claims: dict[str, Any] = field(default_factory=dict)
     organization_id: str = "4a6f2c1e-0b3d-4e5f-8a9b-7c6d5e4f3a2b"
     contract: AzureDevOpsContract = field(
         default_factory=shared_contract, repr=False, compare=False
@@ -500,6 +519,11 @@ class AzureDevOpsStandIn:
 
     def _pipeline_name(self, pipeline_id: int) -> str:
         return self.pipeline_names.get(pipeline_id, f"pipeline-{pipeline_id}")
+
+    @property
+    def oidc_issuer(self) -> str:
+        """The issuer of the job's OIDC tokens (Microsoft's workload identity federation docs)."""
+        return f"https://vstoken.dev.azure.com/{self.organization_id}"
 
     def finish_run(self, run_id: int, result: str = "succeeded") -> dict[str, Any]:
         """Move a run to ``completed`` with ``result`` (the stand-in runs no pipeline)."""
@@ -958,25 +982,113 @@ def _oidc_token(self: AzureDevOpsStandIn, request: StandInRequest) -> Result:
         subject = f"p://{org}/{project}/{self.pipeline_names.get(min(self.pipelines), 'pipeline')}"
     now = int(time.time())
     claims = {
-        "iss": f"https://vstoken.dev.azure.com/{self.organization_id}",
+        "iss": self.oidc_issuer,
         "sub": subject,
         "aud": "api://AzureADTokenExchange",
         "iat": now,
         "nbf": now,
         "exp": now + 3600,
     }
+    claims.update(self.oidc_claims)
+    claims = {name: value for name, value in claims.items() if value is not None}
     token = (
         ".".join(
             base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
             for part in ({"alg": "RS256", "typ": "JWT"}, claims)
         )
-        + ".c2FuZGJveC1zaWduYXR1cmU"
+        + f".{OIDC_SIGNATURE}"
     )
     return 200, {}, json.dumps({"oidcToken": token})
 
 
+def _pipelines_get(self: AzureDevOpsStandIn, request: StandInRequest) -> Result:
+    """``Pipelines_Get`` (pipelines 7.1 spec, ``Pipeline``: ``id``, ``name``, ``folder``,
+    ``revision``, ``url``, ``_links``, ``configuration``). The spec's ``PipelineConfiguration``
+    declares only ``type``; for a YAML pipeline the service also returns the YAML's ``path`` and
+    its ``repository`` (what bridge/doctor/lookups.py reads). The 404's wording is not recorded."""
+    project, pipeline_id = request.project, int(request.path_parts[5])
+    if pipeline_id not in self.pipelines:
+        return 404, {}, service_error(f"Pipeline {pipeline_id} not found.")
+    base, quoted = request.organization_url, quote(project, safe="")
+    url = f"{base}/{quoted}/_apis/pipelines/{pipeline_id}?revision=1"
+    pipeline = {
+        "_links": {
+            "self": {"href": url},
+            "web": {"href": f"{base}/{quoted}/_build/definition?definitionId={pipeline_id}"},
+        },
+        "configuration": {
+            "path": self.pipeline_paths.get(pipeline_id, MODEL_DEPLOY_YAML),
+            "repository": {"id": self.repository_id, "type": "azureReposGit"},
+            "type": "yaml",
+        },
+        "url": url,
+        "id": pipeline_id,
+        "revision": 1,
+        "name": self._pipeline_name(pipeline_id),
+        "folder": "\\",
+    }
+    return 200, {}, json.dumps(pipeline)
+
+
+def _endpoints_get(self: AzureDevOpsStandIn, request: StandInRequest) -> Result:
+    """``Endpoints_Get`` (reference/ado-openapi-serviceEndpoint-7.1-endpoints.json,
+    ``ServiceEndpoint``): each of ``service_connections`` as an Azure Resource Manager connection
+    with workload identity federation, ready, its issuer and subject those of the tokens
+    ``Oidctoken_Create`` issues for it. The shape follows the spec repository's recorded
+    ``Create Azure RM service endpoint`` answer (serviceEndpoint/7.2/httpExamples/endpoints/
+    CreateAzureRMEndpoint.json) with the WorkloadIdentityFederation scheme and the
+    ``workloadIdentityFederationIssuer`` / ``…Subject`` parameters docs/credentials.md reads.
+    An id that names no connection gets a 200 with an empty body, not a 404
+    (MicrosoftDocs/vsts-rest-api-specs#285); an id that is not a GUID a 400 (the spec's
+    ``format: uuid``; the service's wording is not recorded)."""
+    organization, project = unquote(request.path_parts[1]), request.project
+    endpoint_id = unquote(request.path_parts[-1])
+    try:
+        uuid.UUID(endpoint_id)
+    except ValueError:
+        return 400, {}, service_error(f"The endpoint id {endpoint_id!r} is not a valid GUID.")
+    endpoint_id = endpoint_id.lower()
+    name = self.service_connections.get(endpoint_id)
+    if name is None:
+        return 200, {}, ""
+    project_name = self.project_names.get(project, project)
+    project_id = next(
+        (pid for pid, pname in self.project_names.items() if pname == project_name), PROJECT_ID
+    )
+    endpoint = {
+        "data": {
+            "environment": "AzureCloud",
+            "scopeLevel": "ResourceGroup",
+            "creationMode": "Automatic",
+        },
+        "id": endpoint_id,
+        "name": name,
+        "type": "AzureRM",
+        "url": "https://management.azure.com/",
+        "createdBy": {"id": self.admin["id"], "displayName": self.admin["displayName"]},
+        "authorization": {
+            "parameters": {
+                "tenantid": TENANT_ID,
+                "serviceprincipalid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sc/{endpoint_id}")),
+                "workloadIdentityFederationIssuer": self.oidc_issuer,
+                "workloadIdentityFederationSubject": f"sc://{organization}/{project_name}/{name}",
+            },
+            "scheme": "WorkloadIdentityFederation",
+        },
+        "isShared": False,
+        "isReady": True,
+        "owner": "library",
+        "serviceEndpointProjectReferences": [
+            {"projectReference": {"id": project_id, "name": project_name}, "name": name}
+        ],
+    }
+    return 200, {}, json.dumps(endpoint)
+
+
 ADMIN_HANDLERS: dict[str, Handler] = {
     "Oidctoken_Create": _oidc_token,
+    "Pipelines_Get": _pipelines_get,
+    "Endpoints_Get": _endpoints_get,
     "Environments_List": AzureDevOpsStandIn._environments_list,
     "Environments_Add": AzureDevOpsStandIn._environments_add,
     "Check Configurations_List": AzureDevOpsStandIn._checks_list,

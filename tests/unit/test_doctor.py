@@ -1,7 +1,11 @@
 """``smbridge doctor``: a fully set-up sandbox (moto + the Azure DevOps stand-in) is all green;
 breaking one precondition fails exactly that check, with its fix, while the others keep their
 status (a check that needs the broken one is ``skip``, naming it). Every call is a read, no
-secret is ever printed, a dry run makes no call, ``-o json`` is one document in every outcome."""
+secret is ever printed, a dry run makes no call, ``-o json`` is one document in every outcome.
+
+Azure DevOps is the stand-in (bridge/sandbox/azure_devops.py on ``responses``), which answers
+every request doctor sends (Pipelines - Get, Endpoints - Get and the job's OIDC token included),
+each held against the specs in reference/."""
 
 from __future__ import annotations
 
@@ -10,10 +14,8 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import botocore.session
 import pytest
@@ -24,10 +26,10 @@ from bridge.ado.setup import SetupParams, setup_environments
 from bridge.azure_devops.client import AzureDevOpsClient
 from bridge.azure_devops.credentials import PatCredential
 from bridge.cli.app import main
-from bridge.doctor import placeholders
+from bridge.doctor import lookups, placeholders
 from bridge.doctor.checks import CHECKS
+from bridge.sandbox.azure_devops import OIDC_SIGNATURE
 from bridge.settings.bridge_config import load_config
-from tests.support.ado_contract import AzureDevOpsContract
 from tests.support.fake_ado import FakeAzureDevOps
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,13 +46,14 @@ PAT = "DOCTOR-ADO-PAT-SENTINEL-0c1d2e"
 ACCESS_TOKEN = "SYSTEM-ACCESS-TOKEN-SENTINEL-9a8b7c"
 SECRET_PAT = "TRIGGER-SECRET-PAT-SENTINEL-5e6f70"
 SP_SECRET = "SERVICE-PRINCIPAL-SECRET-SENTINEL-1234"
-SIGNATURE = base64.urlsafe_b64encode(b"OIDC-SIGNATURE-SENTINEL-" * 4).decode().rstrip("=")
+PROJECT_ID = "6f1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b"  # System.OidcRequestUri names the project by id
 OIDC_URI = (
-    f"https://dev.azure.com/{ORG}/6f1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b/_apis/distributedtask/"
+    f"https://dev.azure.com/{ORG}/{PROJECT_ID}/_apis/distributedtask/"
     "hubs/build/plans/0b1c2d3e-4f50-4617-8829-3a4b5c6d7e8f/jobs/12345678-9abc-4def-8123-456789abcdef"
     "/oidctoken"
 )
-ISSUER = "https://vstoken.dev.azure.com/6e5d4c3b-2a19-4807-9f6e-5d4c3b2a1908"
+ORGANIZATION_ID = "6e5d4c3b-2a19-4807-9f6e-5d4c3b2a1908"
+ISSUER = f"https://vstoken.dev.azure.com/{ORGANIZATION_ID}"
 SUBJECT = f"p://{ORG}/{PROJECT}/model-deploy"
 AUDIENCE = "api://AzureADTokenExchange"
 ROUTES = {"routes": {GROUP: {"organization": ORG, "project": PROJECT, "pipelineId": PIPELINE}}}
@@ -124,34 +127,11 @@ TRIGGER_TEMPLATE = {
 }
 
 
-def jwt(**claims: Any) -> str:
-    def part(data: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    now = int(time.time())
-    payload = {"iss": ISSUER, "sub": SUBJECT, "aud": AUDIENCE, "iat": now, "exp": now + 600}
-    payload.update(claims)
-    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(payload)}.{SIGNATURE}"
-
-
-class _Captured:
-    """Stands in for ``responses.RequestsMock`` while ``FakeAzureDevOps.install`` registers its
-    callbacks, so that one dispatcher (below) can answer what the stand-in does not: Pipelines -
-    Get, Service Endpoints - Get and the job's OIDC token request."""
-
-    def __init__(self) -> None:
-        self.callbacks: list[tuple[str, Any, Callable[..., Any]]] = []
-
-    def add_callback(self, method: str, url: Any, callback: Callable[..., Any], **_: Any) -> None:
-        self.callbacks.append((method, url, callback))
-
-
 class Sandbox:
     """A set-up project: bridge.yaml, stage configs, model-deploy.yml, routes; the automation and
-    trigger stacks and the trigger's secret in moto; environments with their checks and the
-    pipeline authorised, the pipeline and the service connection in Azure DevOps."""
-
-    contract = AzureDevOpsContract()
+    trigger stacks and the trigger's secret in moto; in the Azure DevOps stand-in the pipeline
+    (its YAML at /azure-pipelines/model-deploy.yml), the service connection, and the environments
+    with their checks and the pipeline authorised (by the project's own setup)."""
 
     def __init__(self, root: Path, mock: responses.RequestsMock) -> None:
         self.root = root
@@ -166,18 +146,16 @@ class Sandbox:
         shutil.copy(REPO_ROOT / "azure-pipelines" / "model-deploy.yml", self.pipeline_yaml)
         self.write_json(root / "routes.json", ROUTES)
         # Azure DevOps
-        self.fake = FakeAzureDevOps(pat=PAT, accepted_auth={f"Bearer {ACCESS_TOKEN}"})
-        captured = _Captured()
-        self.fake.install(captured)  # type: ignore[arg-type]
-        self.fake_callbacks = captured.callbacks
-        for method in ("GET", "POST", "PATCH", "PUT", "DELETE"):
-            mock.add_callback(
-                method, re.compile(r"https://dev\.azure\.com/.*"), self._answer, content_type=None
-            )
-        self.pipelines: dict[int, dict[str, Any]] = {PIPELINE: self.pipeline(PIPELINE)}
-        self.endpoints: dict[str, dict[str, Any]] = {CONNECTION_ID: self.endpoint(CONNECTION_ID)}
-        self.token = jwt()
-        self.oidc_requests = 0
+        self.fake = FakeAzureDevOps(
+            pat=PAT,
+            accepted_auth={f"Bearer {ACCESS_TOKEN}"},
+            pipelines=frozenset({PIPELINE}),
+            pipeline_names={PIPELINE: "model-deploy"},
+            pipeline_paths={PIPELINE: "/azure-pipelines/model-deploy.yml"},
+            service_connections={CONNECTION_ID: "churn-production"},
+            project_names={PROJECT_ID: PROJECT},
+            organization_id=ORGANIZATION_ID,
+        ).install(mock)
         config = load_config(root / "bridge.yaml")
         assert config.azure_devops and config.azure_devops.environments
         params = SetupParams.from_settings(
@@ -212,6 +190,10 @@ class Sandbox:
     def pipeline_yaml(self) -> Path:
         return self.root / "azure-pipelines" / "model-deploy.yml"
 
+    @property
+    def oidc_requests(self) -> int:
+        return self.fake.operations().count("Oidctoken_Create")
+
     @staticmethod
     def write_json(path: Path, document: Any) -> None:
         path.write_text(json.dumps(document, indent=2))
@@ -223,85 +205,8 @@ class Sandbox:
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         )
 
-    @staticmethod
-    def pipeline(pipeline_id: int, path: str = "/azure-pipelines/model-deploy.yml") -> dict:
-        return {
-            "id": pipeline_id,
-            "name": "model-deploy",
-            "folder": "\\",
-            "revision": 3,
-            "url": f"https://dev.azure.com/{ORG}/{PROJECT}/_apis/pipelines/{pipeline_id}",
-            "configuration": {
-                "type": "yaml",
-                "path": path,
-                "repository": {
-                    "id": "0f9e8d7c-6b5a-4938-8271-605f4e3d2c1b",
-                    "type": "azureReposGit",
-                },
-            },
-        }
-
-    @staticmethod
-    def endpoint(endpoint_id: str) -> dict[str, Any]:
-        return {
-            "id": endpoint_id,
-            "name": "churn-production",
-            "type": "azurerm",
-            "url": "https://management.azure.com/",
-            "authorization": {"scheme": "WorkloadIdentityFederation", "parameters": {}},
-            "isReady": True,
-        }
-
     def environment(self, name: str) -> dict[str, Any]:
         return next(e for e in self.fake.environments if e["name"] == name)
-
-    # -- the one dispatcher on dev.azure.com ----------------------------------------------------
-
-    def _answer(self, request: Any) -> tuple[int, dict[str, str], bytes]:
-        path = urlsplit(request.url).path
-        if request.url.startswith(OIDC_URI):
-            return self._oidc(request)
-        if request.method == "GET" and re.fullmatch(r"/[^/]+/[^/]+/_apis/pipelines/\d+", path):
-            return self._pipelines_get(request, int(path.rsplit("/", 1)[-1]))
-        endpoint = re.fullmatch(r"/[^/]+/[^/]+/_apis/serviceendpoint/endpoints/([^/]+)", path)
-        if request.method == "GET" and endpoint:
-            return self._endpoint_get(request, endpoint.group(1))
-        for method, pattern, callback in self.fake_callbacks:
-            if method == request.method and re.match(pattern, request.url):
-                return callback(request)
-        raise AssertionError(f"nothing answers {request.method} {request.url}")
-
-    @staticmethod
-    def _json(status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
-        return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
-
-    def _authorised(self, request: Any) -> bool:
-        basic = "Basic " + base64.b64encode(f":{PAT}".encode()).decode()
-        return request.headers.get("Authorization") in (basic, f"Bearer {ACCESS_TOKEN}")
-
-    def _pipelines_get(self, request: Any, pipeline_id: int) -> tuple[int, dict[str, str], bytes]:
-        assert self.contract.check(request.method, request.url, request.body) == "Pipelines_Get"
-        if not self._authorised(request):
-            return 401, {}, b""
-        if pipeline_id not in self.pipelines:
-            return self._json(404, {"message": f"Pipeline with id {pipeline_id} not found."})
-        return self._json(200, self.pipelines[pipeline_id])
-
-    def _endpoint_get(self, request: Any, endpoint_id: str) -> tuple[int, dict[str, str], bytes]:
-        # Endpoints - Get is not in the specs under reference/; the documented shape
-        # (learn.microsoft.com, "Endpoints - Get", api-version 7.1): an unknown id answers empty.
-        assert "api-version=7.1" in request.url
-        if not self._authorised(request):
-            return 401, {}, b""
-        if endpoint_id not in self.endpoints:
-            return 200, {}, b""
-        return self._json(200, self.endpoints[endpoint_id])
-
-    def _oidc(self, request: Any) -> tuple[int, dict[str, str], bytes]:
-        assert request.method == "POST"
-        assert request.headers.get("Authorization") == f"Bearer {ACCESS_TOKEN}"
-        self.oidc_requests += 1
-        return self._json(200, {"oidcToken": self.token})
 
 
 @pytest.fixture
@@ -334,6 +239,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_calls: list) ->
         aws_calls.clear()
         box.setup_requests = len(mock.calls)
         yield box
+        assert box.fake.violations == [] and box.fake.unimplemented == []
 
 
 def doctor(capsys: pytest.CaptureFixture[str], *argv: str, routes: bool = True) -> Any:
@@ -358,14 +264,15 @@ def http_methods(box: Sandbox) -> list[tuple[str, str]]:
     return [(call.request.method, call.request.url) for call in calls]
 
 
-SENTINELS = (PAT, ACCESS_TOKEN, SECRET_PAT, SP_SECRET, SIGNATURE, SIGNATURE[:24])
+# the stand-in's tokens: their signature, and their header (the same in every token)
+TOKEN_HEADER = base64.urlsafe_b64encode(b'{"alg": "RS256", "typ": "JWT"}').decode().rstrip("=")
+SENTINELS = (PAT, ACCESS_TOKEN, SECRET_PAT, SP_SECRET, OIDC_SIGNATURE, TOKEN_HEADER)
 
 
 def assert_no_secret(*texts: str) -> None:
     for text in texts:
         for sentinel in SENTINELS:
             assert sentinel not in text
-        assert "OIDC-SIGNATURE-SENTINEL" not in text
 
 
 # -- all green ------------------------------------------------------------------------------------
@@ -506,7 +413,7 @@ def _pipeline_not_authorised(box: Sandbox, monkeypatch: Any) -> None:
 
 
 def _service_connection_missing(box: Sandbox, monkeypatch: Any) -> None:
-    box.endpoints.clear()
+    box.fake.service_connections.clear()
 
 
 def _secret_malformed(box: Sandbox, monkeypatch: Any) -> None:
@@ -515,11 +422,11 @@ def _secret_malformed(box: Sandbox, monkeypatch: Any) -> None:
 
 
 def _token_expired(box: Sandbox, monkeypatch: Any) -> None:
-    box.token = jwt(exp=int(time.time()) - 60)
+    box.fake.oidc_claims["exp"] = int(time.time()) - 60
 
 
 def _token_for_another_audience(box: Sandbox, monkeypatch: Any) -> None:
-    box.token = jwt(aud="api://SomeoneElse")
+    box.fake.oidc_claims["aud"] = "api://SomeoneElse"
 
 
 BREAKS = [
@@ -635,7 +542,7 @@ def test_the_repo_s_example_configuration_is_all_placeholders():
 
 
 def test_a_pipeline_yaml_outside_the_checkout_is_skipped_saying_which(sandbox, capsys):
-    sandbox.pipelines[PIPELINE] = Sandbox.pipeline(PIPELINE, "/other-repo/deploy.yml")
+    sandbox.fake.pipeline_paths[PIPELINE] = "/other-repo/deploy.yml"
     code, document, _, _ = doctor(capsys)
     assert statuses(document) == {**GREEN, "pipeline-parameters": "skip"}
     assert (
@@ -708,3 +615,19 @@ def test_json_is_one_document_for_an_input_error_too(sandbox, capsys):
     assert (
         document["exit_code"] == 2 and "--routes missing.json: file not found" in document["error"]
     )
+
+
+def test_a_connection_s_subject_names_the_organization_not_its_url():
+    for organization in (ORG, f"https://dev.azure.com/{ORG}/", f"http://127.0.0.1:8080/{ORG}"):
+        assert lookups.organization_name(organization) == ORG
+    assert lookups.organization_name(f"https://{ORG}.visualstudio.com") == ORG
+    endpoint = {
+        "name": "churn-production",
+        "authorization": {"scheme": "WorkloadIdentityFederation"},
+    }
+    subject = lookups.endpoint_subject(endpoint, f"https://dev.azure.com/{ORG}", PROJECT)
+    assert subject == f"sc://{ORG}/{PROJECT}/churn-production"
+    # the connection's own subject wins (with the Entra issuer it holds ids, not names)
+    stated = "/eid1/c/pub/t/abc/a/def/sc/123/456"
+    endpoint["authorization"]["parameters"] = {"workloadIdentityFederationSubject": stated}
+    assert lookups.endpoint_subject(endpoint, ORG, PROJECT) == stated
