@@ -111,6 +111,12 @@ _SECRET_SHAPES = (
     # AWS secret access key (40 base64 characters) and access key id.
     re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"),
     re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"),
+    # Entra ID (Azure AD) application client secret: 3 URL-unreserved characters, a version
+    # digit, "Q~", then 31-34 more (microsoft/security-utilities, AadClientAppIdentifiable-
+    # Credentials SEC101/050 and /156). Its '.', '-' and '~' split it for _TOKEN below.
+    re.compile(
+        r"(?<![A-Za-z0-9._~-])[A-Za-z0-9._~-]{3}[0-9]Q~[A-Za-z0-9._~-]{31,34}(?![A-Za-z0-9._~-])"
+    ),
 )
 # Any other long token (session tokens, client secrets, JWT parts) unless it reads like words.
 _TOKEN = re.compile(r"[A-Za-z0-9+/=_~]{32,}")
@@ -185,6 +191,12 @@ def mask(text: str, secrets: Iterable[str], replacement: str | Callable[[str], s
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, replacement(secret) if callable(replacement) else replacement)
     return text
+
+
+def without_secrets(text: str) -> str:
+    """``text`` with every part shaped like a credential described instead (any length, any
+    number of lines: for tracebacks and library messages, which quote what they were given)."""
+    return mask(text, secret_parts(text), secret_description)
 
 
 def scrubbed(message: str, value: Any = None, limit: int = MESSAGE_CHARS) -> str:

@@ -462,6 +462,12 @@ class AzureDevOpsClient:
             raise AzureDevOpsError(
                 f"{request.what}: connection failed", retryable=True, maybe_processed=True
             ) from None
+        except requests.RequestException as exc:
+            # Refused before sending (an invalid header or URL): requests quotes what it refused,
+            # which may be the Authorization header, so only the kind of failure is named.
+            raise AzureDevOpsError(
+                f"{request.what}: the request could not be sent ({type(exc).__name__})"
+            ) from None
 
     def _check(
         self, response: requests.Response, what: str, hints: Mapping[int, str]
@@ -469,9 +475,11 @@ class AzureDevOpsClient:
         status = response.status_code
         if status < 300:
             return response
-        limits = rate_limit_headers(response.headers)
-        # The service's own words may echo what it was sent: never the credential.
-        detail = _service_message(response, self._credential.secrets())
+        secrets = self._credential.secrets()
+        # The service's own words may echo what it was sent: never the credential. The rate
+        # limit headers too (the trigger logs them).
+        limits = {k: mask(v, secrets) for k, v in rate_limit_headers(response.headers).items()}
+        detail = _service_message(response, secrets)
         suffix = f": {detail}" if detail else ""
         if status == 429:
             raise AzureDevOpsError(

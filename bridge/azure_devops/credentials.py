@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,10 +22,22 @@ from typing import Any, Protocol
 
 import requests
 
-from bridge.errors import CredentialsError
+from bridge.errors import CredentialsError, shown_key
 
 AZURE_DEVOPS_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"
 ENTRA_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+
+# RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# OAuth 2.0 error codes (RFC 6749 section 5.2: "invalid_client", ...; Entra ID's are the same).
+_OAUTH_ERROR = re.compile(r"[a-z_]{1,64}")
+
+
+def _error_code(body: Mapping[str, Any]) -> str:
+    """`` <error>`` of an OAuth error answer when it is an error code, else nothing: a proxy or
+    a broken service may put anything there, the request's client secret included."""
+    code = body.get("error")
+    return f" {code}" if isinstance(code, str) and _OAUTH_ERROR.fullmatch(code) else ""
 
 
 class AzureDevOpsCredential(Protocol):
@@ -65,10 +78,12 @@ def parse_secret(value: str, *, source: str) -> str | _ServicePrincipal:
     keys = ("tenantId", "clientId", "clientSecret")
     if isinstance(document, dict) and all(isinstance(document.get(k), str) for k in keys):
         return _ServicePrincipal(*(document[k] for k in keys))
+    # A key may be the credential itself (a key/value secret with the PAT typed as the key):
+    # keys are named as errors name them, a secret-shaped one described, not shown.
+    keys = ", ".join(shown_key(k) for k in sorted(document)) if isinstance(document, dict) else ""
     raise CredentialsError(
         f'{source}: expected a PAT, {{"pat": …}} or '
-        '{"tenantId", "clientId", "clientSecret"} (keys found: '
-        f"{', '.join(sorted(document)) if isinstance(document, dict) else 'none'})"
+        f'{{"tenantId", "clientId", "clientSecret"}} (keys found: {keys or "none"})'
     )
 
 
@@ -147,16 +162,29 @@ class SecretCredential:
             raise CredentialsError(
                 f"{self._source}: Entra ID token request failed ({type(exc).__name__})"
             ) from None
-        body: dict[str, Any] = {}
+        body: Any = {}
         with contextlib.suppress(ValueError):
             body = response.json()
-        if response.status_code != 200 or "access_token" not in body:
-            code = body.get("error", "") if isinstance(body, dict) else ""
+        if not isinstance(body, dict):
+            body = {}
+        token = body.get("access_token")
+        if response.status_code != 200 or not isinstance(token, str):
             raise CredentialsError(
                 f"{self._source}: Entra ID refused the service principal "
-                f"(HTTP {response.status_code} {code}); check tenantId/clientId/clientSecret"
+                f"(HTTP {response.status_code}{_error_code(body)}); check "
+                "tenantId/clientId/clientSecret"
             )
-        return body["access_token"], float(body.get("expires_in", 3600))
+        if not BEARER_TOKEN.fullmatch(token):
+            # requests would refuse the header and quote it in its error
+            raise CredentialsError(
+                f"{self._source}: Entra ID answered an access token that is not a bearer token "
+                "(characters outside RFC 6750's b64token; not shown)"
+            )
+        try:
+            lifetime = float(body.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        return token, lifetime
 
 
 def secrets_manager_loader(client: Any, secret_id: str) -> Callable[[], str]:
@@ -201,9 +229,15 @@ class BearerTokenCredential:
             token = self._load().strip()
             if not token:
                 raise CredentialsError(f"{self._source}: the token is empty")
-            self._token = token
             if token not in self._known:
                 self._known.append(token)
+            if not BEARER_TOKEN.fullmatch(token):
+                # requests would refuse the header and quote it whole in its error
+                raise CredentialsError(
+                    f"{self._source}: the token holds a space, a line break or another "
+                    "character a bearer token cannot (RFC 6750); not shown"
+                )
+            self._token = token
         return f"Bearer {self._token}"
 
     def invalidate(self) -> None:

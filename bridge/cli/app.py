@@ -30,7 +30,7 @@ from bridge.cli.common import (
     finish,
     wants_json,
 )
-from bridge.errors import BridgeError, UserError, scrubbed
+from bridge.errors import BridgeError, UserError, scrubbed, without_secrets
 
 # command → (module, one-line help). The module's configure(parser, command) declares the rest.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -152,7 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         translated = _library_error(exc)
         if translated is not None:
             return failed(translated)
-        message = f"internal error ({type(exc).__name__}); rerun with --debug and report it: {exc}"
+        # a library's message may quote what it was given (a header, a URL): secret shapes out
+        message = (
+            f"internal error ({type(exc).__name__}); rerun with --debug and report it: "
+            f"{without_secrets(str(exc))}"
+        )
         reporter.error(message)
         _error_document(reporter, message, 1)
         return 1
@@ -165,7 +169,10 @@ def _check_region(region: str | None) -> None:
     import re
 
     if region is not None and not re.fullmatch(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", region):
-        raise UserError(f"--region {region!r}: expected an AWS region like eu-west-1")
+        from bridge.errors import shown
+
+        # shown: a value pasted into the wrong flag (a key, a token) is described, not echoed
+        raise UserError(f"--region {shown(region)}: expected an AWS region like eu-west-1")
 
 
 def _library_error(exc: Exception) -> BridgeError | None:

@@ -14,13 +14,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bridge.core.agent import neutralize, on_agent
 from bridge.core.output import Reporter
-from bridge.errors import BridgeError, CredentialsError, UserError, exit_codes_epilog, first_error
+from bridge.errors import (
+    BridgeError,
+    CredentialsError,
+    UserError,
+    exit_codes_epilog,
+    first_error,
+    shown,
+    without_secrets,
+)
 
 EXIT_CODES = exit_codes_epilog()
 
@@ -143,6 +151,9 @@ class Parser(argparse.ArgumentParser):
         super()._print_message(neutralize(message) if message and on_agent() else message, file)
 
     def error(self, message: str) -> Any:  # argparse's signature says NoReturn
+        # argparse quotes the bad value ("invalid choice: '…'"): a credential pasted into the
+        # wrong argument is described, not echoed.
+        message = without_secrets(message)
         # One line, like every other input error (argparse would print the usage block first).
         self._print_message(
             f"error: {self.prog}: {message} (see '{self.prog} --help')\n", sys.stderr
@@ -240,11 +251,60 @@ def wants_json(argv: Sequence[str]) -> bool:
     return value == "json"
 
 
+# Credentials the CLI may find in its environment: whatever a command prints, they are masked
+# (README, "Azure DevOps side as code"; the AWS SDK's variables).
+ENVIRONMENT_SECRETS = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "SYSTEM_ACCESSTOKEN",
+    "SMBRIDGE_ADO_PAT",
+    "AZURE_DEVOPS_EXT_PAT",
+)
+# Shorter values are not real credentials (tests set AWS_SECRET_ACCESS_KEY=testing), and masking
+# them would star ordinary words.
+MIN_ENVIRONMENT_SECRET = 16
+
+
+def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The credential values of :data:`ENVIRONMENT_SECRETS` as set now, with the forms they
+    travel in: a PAT's ``Basic`` credentials (base64 of ``:PAT``), and the ``pat`` and
+    ``clientSecret`` of a JSON secret (bridge/azure_devops/credentials.py reads those)."""
+    import base64
+    import json
+
+    env = os.environ if environ is None else environ
+    found: list[str] = []
+    for name in ENVIRONMENT_SECRETS:
+        value = env.get(name, "").strip()
+        if len(value) < MIN_ENVIRONMENT_SECRET:
+            continue
+        values = [value]
+        if value.startswith("{"):
+            try:
+                document = json.loads(value)
+            except ValueError:
+                document = None
+            if isinstance(document, dict):
+                values += [
+                    v
+                    for k, v in document.items()
+                    if k in ("pat", "clientSecret") and isinstance(v, str)
+                ]
+        for item in values:
+            found += [item, base64.b64encode(f":{item}".encode()).decode()]
+    return [s for s in found if len(s) >= 4]
+
+
 class CliReporter(Reporter):
     """The CLI's :class:`Reporter`: it knows whether the result document was written, so that
-    ``main`` writes exactly one in every outcome."""
+    ``main`` writes exactly one in every outcome, and it masks the credentials of its
+    environment (:func:`environment_secrets`) in everything it prints."""
 
     results_written = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_secret_source(environment_secrets)
 
     def result(self, data: dict[str, Any]) -> None:
         self.results_written += 1
@@ -377,7 +437,7 @@ def explain(exc: BridgeError, choice: AwsChoice | None) -> BridgeError:
         where = f" ({choice.profile_source})" if choice.profile_source else ""
         unset = f", or unset {choice.profile_source}" if choice.profile_source.isupper() else ""
         return CredentialsError(
-            f"AWS profile {choice.profile!r}{where} is not in the AWS config files "
+            f"AWS profile {shown(choice.profile)}{where} is not in the AWS config files "
             f"(AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE; default ~/.aws/): check its "
             f"name{unset}"
         )

@@ -196,7 +196,12 @@ def _cmd_simulate(args: argparse.Namespace, reporter: Reporter) -> int:
 
     event = local.read_event(args.event)
     if args.dry_run:
-        return render_plan(reporter, _event_plan(local.plan_event(event, _local_routes(args))))
+        routes = _local_routes(args)
+        # the run's own check first: a package of an account outside SMBRIDGE_REGISTRY_ACCOUNTS
+        # is refused by the handler, so the dry run must not show it starting a run
+        accounts = _trigger_settings(args, need_credential=False).registry_account_ids
+        _trigger_module("events").parse_event(event, registry_accounts=accounts)
+        return render_plan(reporter, _event_plan(local.plan_event(event, routes)))
     runtime = _trigger_runtime(args, reporter)
     try:
         report = local.simulate(event, runtime)

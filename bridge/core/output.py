@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TextIO, cast
 
 from bridge.core import agent
-from bridge.errors import mask
+from bridge.errors import mask, without_secrets
 
 Mode = Literal["text", "agent", "json"]
 
@@ -134,8 +134,10 @@ class Reporter:
             yield
 
     def traceback(self, text: str) -> None:
-        """A traceback (``--debug``): on stderr, secrets masked like everything else."""
-        self._line(text.rstrip(), stream=self._err)
+        """A traceback (``--debug``): on stderr, secrets masked like everything else, and any
+        part shaped like a credential described (exception messages quote their inputs: a
+        profile name, a header)."""
+        self._line(without_secrets(self.redact(text.rstrip())), stream=self._err)
 
     def output_variable(self, name: str, value: str) -> None:
         """Publish ``name`` for later pipeline steps (agent) and in the JSON result."""
