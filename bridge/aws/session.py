@@ -131,11 +131,22 @@ def _role_fetcher(auth: AwsAuth, base: boto3.Session) -> Callable[[], dict[str, 
             "(its trust policy) and --role-arn"
         )
 
+    operation = "AssumeRoleWithWebIdentity" if auth.web_identity_token else "AssumeRole"
+    fetched = 0
+
     def fetch() -> dict[str, str]:
+        nonlocal fetched
         try:
             response = call()
         except (ClientError, BotoCoreError) as exc:
+            if fetched:  # the role was assumed before: not its trust policy, most likely
+                raise CredentialsError(
+                    f"{operation} for {role_arn} failed while refreshing credentials that "
+                    f"worked until now: {_reason(exc)}; the current ones expire within minutes "
+                    "(botocore's mandatory refresh window): rerun once STS answers"
+                ) from None
             raise CredentialsError(failure.format(_reason(exc))) from None
+        fetched += 1
         return _metadata(response["Credentials"])
 
     return fetch

@@ -4,6 +4,11 @@ the end, report a rollback as a failure with its reason. Shared by deploys and i
 States a stack can be left in, and what ``deploy_stack`` does about them first (CloudFormation
 API reference and user guide):
 
+* ``*_IN_PROGRESS`` but ``REVIEW_IN_PROGRESS`` (an operation under way: CloudFormation goes on
+  with it when the deploy that started it is cancelled): followed to its end, printing its
+  events, within the deploy's timeout; then whatever it ended in is dealt with as below (a
+  change set would be refused meanwhile). ``REVIEW_IN_PROGRESS`` (created by a change set never
+  executed) gets a CREATE change set of its own.
 * ``UPDATE_ROLLBACK_FAILED`` (a failed update could not roll back): ``ContinueUpdateRollback``,
   wait for ``UPDATE_ROLLBACK_COMPLETE``, then update; if the rollback fails again, stop and say
   which resources to fix or skip.
@@ -45,7 +50,8 @@ from bridge.core.polling import (
     PollPolicy,
     PollTimedOut,
 )
-from bridge.errors import ServiceError, UserError, WaitTimeout
+from bridge.core.signals import CancelRequested, cancel_on_signals
+from bridge.errors import Cancelled, ServiceError, UserError, WaitTimeout
 
 IN_PROGRESS_SUFFIX = "_IN_PROGRESS"
 GOOD_END = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"})
@@ -245,16 +251,40 @@ class _StackLook:
 
 
 def find_stack(op: Deployment) -> dict[str, Any] | None:
-    """Phase 1: the stack as a change set will find it (None: it is to be created). A stack
-    left in a failed state is recovered first; one busy with another operation is refused."""
-    existing = _stack(op.cfn, op.name)
+    """Phase 1: the stack as a change set will find it (None: it is to be created). An
+    operation under way (e.g. the update of a deploy that was cancelled) is waited for first,
+    then a stack left in a failed state is recovered."""
+    existing = _present(_stack(op.cfn, op.name))
+    if existing is not None and _busy(existing["StackStatus"]):
+        existing = _settled(op, existing)
     if existing is not None:
         existing = _recover(op, existing)
-    if existing is not None:
-        status = existing["StackStatus"]
-        if status.endswith(IN_PROGRESS_SUFFIX) and status != "REVIEW_IN_PROGRESS":
-            raise ServiceError(f"stack {op.name} is busy ({status}); wait for it and rerun")
     return existing
+
+
+def _present(stack: dict[str, Any] | None) -> dict[str, Any] | None:
+    # A deleted stack is DELETE_COMPLETE when described by its id; by name it should not be
+    # found at all, but one that was deleted a moment ago may still be: it is not there.
+    return None if stack is None or stack["StackStatus"] == "DELETE_COMPLETE" else stack
+
+
+def _busy(status: str) -> bool:
+    return status.endswith(IN_PROGRESS_SUFFIX) and status != "REVIEW_IN_PROGRESS"
+
+
+def _settled(op: Deployment, stack: dict[str, Any]) -> dict[str, Any] | None:
+    """Follow the operation under way on ``stack`` to its end (printing its events from now
+    on); the stack then, or None when that operation deleted it."""
+    stack_id = stack.get("StackId") or op.name
+    op.progress(
+        f"stack {op.name} is {stack['StackStatus']} (an operation is under way, e.g. one a "
+        "cancelled deploy started): waiting for it to end first"
+    )
+    printer = EventPrinter(op.cfn, stack_id, op.progress)
+    printer.skip_existing()
+    status, after = follow_events(op, stack_id, printer)
+    op.progress(f"stack {op.name}: {status}")
+    return _present(after)
 
 
 def create_change_set(
@@ -464,6 +494,36 @@ def deploy_stack(
     """
     poller = Poller(policy, timeout_seconds=timeout_seconds, monotonic=monotonic, sleep=sleep)
     op = Deployment(cfn, stack_name, progress, poller, role_arn, run_id)
+    with cancel_on_signals():
+        try:
+            return _deploy(
+                op,
+                template_body=template_body,
+                parameters=parameters,
+                tags=tags,
+                capabilities=capabilities,
+                description=description,
+            )
+        except KeyboardInterrupt as exc:  # the agent's SIGINT/SIGTERM, or Ctrl-C
+            reason = str(exc) if isinstance(exc, CancelRequested) else "interrupted"
+            raise Cancelled(
+                f"{reason} during the deploy of stack {stack_name}: what CloudFormation had "
+                "started on it goes on (an update may still complete, or roll back); the next "
+                "deploy waits for it to end, then carries on from the state it left"
+            ) from None
+
+
+def _deploy(
+    op: Deployment,
+    *,
+    template_body: str,
+    parameters: Mapping[str, str],
+    tags: Mapping[str, str],
+    capabilities: tuple[str, ...],
+    description: str,
+) -> StackResult:
+    """The phases of :func:`deploy_stack`, in order."""
+    cfn, stack_name, progress = op.cfn, op.name, op.progress
     existing = find_stack(op)
     change_set = create_change_set(
         op,

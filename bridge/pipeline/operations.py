@@ -29,7 +29,9 @@ from bridge.core.output import Reporter
 from bridge.core.plan import Plan, PlannedCall
 from bridge.core.signals import CancelRequested, cancel_on_signals
 from bridge.errors import (
+    BridgeError,
     Cancelled,
+    CredentialsError,
     ExecutionFailed,
     ParameterError,
     ServiceError,
@@ -318,7 +320,21 @@ def start_pipeline(
         except KeyboardInterrupt as exc:  # CancelRequested (SIGINT/SIGTERM) or a plain Ctrl-C
             scope.shield()  # a second signal (SIGTERM 7.5 s after SIGINT) must not cut this short
             raise _cancel(exc, sagemaker, arn, start, params.pipeline_name, reporter) from None
+        except (CredentialsError, ServiceError) as exc:
+            if arn is None:
+                raise
+            raise _still_running(exc, arn) from exc
     return _finish(state, reporter)
+
+
+def _still_running(exc: CredentialsError | ServiceError, arn: str) -> BridgeError:
+    """The wait failed (credentials that could not be refreshed, SageMaker not answering)
+    while the execution goes on: it is not stopped (without credentials it cannot be), so the
+    message says where it is. The same error class, so the same exit code."""
+    return type(exc)(
+        f"{exc}; the execution {arn} keeps running: follow it with 'smbridge pipeline status "
+        f"--execution-arn {arn}', stop it with 'smbridge pipeline stop --execution-arn {arn}'"
+    )
 
 
 def plan_start(
