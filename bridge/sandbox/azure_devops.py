@@ -27,7 +27,9 @@ What it keeps and answers:
 * refused credentials: HTTP 203 and an HTML sign-in page, or 401 when the request says
   ``X-TFS-FedAuthRedirect: Suppress``;
 * throttling on demand: 429 with ``Retry-After`` (:meth:`AzureDevOpsStandIn.throttle`);
-* injected faults per operation family (:class:`Fault`).
+* injected faults per operation family (:class:`Fault`), queued or drawn per request by a
+  ``fault_policy`` (:data:`FaultPolicy`; seeded, probability-driven plans in
+  :mod:`bridge.sandbox.faults`).
 
 Every request is first held against the OpenAPI specs in reference/
 (:class:`~bridge.sandbox.ado_contract.AzureDevOpsContract`). One that breaks them is refused
@@ -230,6 +232,9 @@ def service_error(message: str, type_key: str = "", type_name: str = "") -> str:
 
 Result = tuple[int, dict[str, str], str | bytes]
 Handler = Callable[[Any, StandInRequest], Result]
+# Called for each authenticated request that has no queued fault, under the stand-in's lock,
+# with the operation id and the request: the fault it gets instead of its answer, or None.
+FaultPolicy = Callable[[str, StandInRequest], "Fault | None"]
 
 
 @dataclass
@@ -251,6 +256,11 @@ class AzureDevOpsStandIn:
     # (resourceType, resourceId) -> ResourcePipelinePermissions as the service keeps it
     permissions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     admin_faults: deque[Fault] = field(default_factory=deque)  # next environment/check/approval
+    # after the queued faults: a fault per request (runs, builds and the admin operations)
+    fault_policy: FaultPolicy | None = field(default=None, repr=False, compare=False)
+    # a refused credential gets the 203 sign-in page even with X-TFS-FedAuthRedirect: Suppress,
+    # as behind a proxy that drops the header (bridge/azure_devops/client.py handles both)
+    sign_in_page_despite_suppress: bool = False
     completed_approval_status: int = 409  # what Approvals_Update answers for a non-pending one
     builds_page_size: int | None = None  # Builds_List: one answer (up to $top) unless set
     default_branch: str = "refs/heads/main"
@@ -336,7 +346,8 @@ class AzureDevOpsStandIn:
             # Microsoft docs, "Authenticate with personal access tokens" / the REST API's
             # X-TFS-FedAuthRedirect header: without it a refused credential gets a 203 and the
             # sign-in page instead of a 401.
-            if request.header("X-TFS-FedAuthRedirect") != "Suppress":
+            suppress = request.header("X-TFS-FedAuthRedirect") == "Suppress"
+            if not suppress or self.sign_in_page_despite_suppress:
                 return 203, {"Content-Type": "text/html; charset=utf-8"}, SIGN_IN_PAGE
             return 401, {}, ""
         if self.throttled > 0:
@@ -351,11 +362,15 @@ class AzureDevOpsStandIn:
         if operation == "Builds_List":
             if self.list_faults:
                 return self._fault(self.list_faults.popleft(), None)
+            if (fault := self._policy_fault(operation, request)) is not None:
+                return self._fault(fault, None)
             return self._builds(request)
         handler = self._admin_handlers().get(operation)
         if handler is not None:
             if self.admin_faults:
                 return self._fault(self.admin_faults.popleft(), None)
+            if (fault := self._policy_fault(operation, request)) is not None:
+                return self._fault(fault, None)
             return handler(self, request)
         self.unimplemented.append(operation)
         message = (
@@ -423,6 +438,9 @@ class AzureDevOpsStandIn:
 
     # -- faults -----------------------------------------------------------------------------------
 
+    def _policy_fault(self, operation: str, request: StandInRequest) -> Fault | None:
+        return None if self.fault_policy is None else self.fault_policy(operation, request)
+
     def _fault(self, fault: Fault, create: Callable[[], Any] | None) -> Result:
         if fault.processed and create is not None:
             create()
@@ -460,6 +478,8 @@ class AzureDevOpsStandIn:
 
         if self.faults:
             return self._fault(self.faults.popleft(), create)
+        if (fault := self._policy_fault("Runs_Run Pipeline", request)) is not None:
+            return self._fault(fault, create)
         if pipeline_id not in self.pipelines:
             return 404, {}, json.dumps({"message": f"Pipeline {pipeline_id} not found."})
         undeclared = sorted(set(parameters) - self.declared)

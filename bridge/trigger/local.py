@@ -11,6 +11,9 @@ from typing import Any
 
 import requests
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    BaseError as IdempotencyError,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -223,6 +226,10 @@ def _replay_one(message: dict[str, Any], runtime: TriggerRuntime) -> dict[str, A
         }
     except (BridgeError, ValueError) as exc:
         return {"error": str(exc)}
+    except (BotoCoreError, ClientError, IdempotencyError) as exc:
+        # the ledger's or the idempotency records' AWS calls failed (throttled, unreachable):
+        # this message stays for a later replay, the others are still handled
+        return {"error": f"{type(exc).__name__}: {exc}"}
     if result.get("status") == "ignored" and result.get("reason") == "no route":
         return {
             **result,
