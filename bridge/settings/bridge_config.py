@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -15,7 +16,7 @@ from typing import Annotated, Any, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from bridge.errors import ConfigError, cut, first_error, shown
+from bridge.errors import ConfigError, cut, first_error, shown, shown_key
 from bridge.settings.ado import EnvironmentsSettings
 
 DEFAULT_CONFIG_FILE = "bridge.yaml"
@@ -39,14 +40,16 @@ NOT_OVERRIDES = frozenset(
     }
 )
 
+# [0-9], not \d: pydantic's regex engine (like Python's re) reads \d as any Unicode digit, and
+# no AWS account id or region has an Arabic-Indic or a fullwidth one.
 RoleArn = Annotated[
     str,
     StringConstraints(
-        max_length=2048, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$"
+        max_length=2048, pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
     ),
 ]
-Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")]
-AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")]
+AccountId = Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
 # SageMaker's own pattern for pipeline and model package group names.
 ResourceName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,255}$")]
 BucketName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
@@ -190,14 +193,26 @@ class _BadValue(Exception):
         self.mark = mark
 
 
+# A lone surrogate: what a "\ud800" escape in YAML, or a byte that is not UTF-8 in a variable's
+# name (os.environ's surrogateescape), decodes to. It is no character: pydantic cannot read it
+# (and reports a key holding one at no location at all).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that says where a value it cannot build is (``2024-13-45``, 5000 digits)."""
+    """SafeLoader that says where a value it cannot build is (``2024-13-45``, 5000 digits, a
+    lone surrogate)."""
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
-            return super().construct_object(node, deep)
+            value = super().construct_object(node, deep)
         except (ValueError, OverflowError) as exc:
             raise _BadValue(node.start_mark, str(exc)) from None
+        if isinstance(value, str) and _SURROGATE.search(value):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a \\u escape of a lone surrogate is not a character", node.start_mark
+            )
+        return value
 
 
 def _parse_yaml(file: Path, text: str) -> Any:
@@ -296,15 +311,26 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[s
         if not name.startswith(ENV_PREFIX) or name in NOT_OVERRIDES:
             continue
         keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if _SURROGATE.search(name):
+            raise ConfigError(
+                f"{_name(name)}: the variable's name is not UTF-8; no bridge.yaml key is spelt so"
+            )
         node = data
         for key in keys[:-1]:
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"{name}: {'.'.join(keys[:-1])} is not a mapping")
+                parent = ".".join(shown_key(k) for k in keys[:-1])
+                raise ConfigError(f"{_name(name)}: {parent} is not a mapping")
             node = child
         node[keys[-1]] = _env_value(value)
-        applied[keys] = name
+        applied[keys] = _name(name)
     return applied
+
+
+def _name(variable: str) -> str:
+    """A variable's name as an error line shows it: on one line (a name may hold any character
+    but ``=`` and NUL)."""
+    return variable if variable.isprintable() else repr(variable)[1:-1]
 
 
 def _env_value(value: str) -> Any:

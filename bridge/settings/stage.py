@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -202,8 +204,30 @@ def load_stage_config(path: str | Path) -> StageConfig:
         raise ConfigError(
             f"{file}: stage config not found; pass an existing file to --stage-config"
         )
+
+    def integer(digits: str) -> int:
+        # int() would raise a ValueError (not a JSONDecodeError) past Python's limit
+        count = len(digits.lstrip("-"))
+        if count > sys.get_int_max_str_digits() > 0:
+            raise ConfigError(
+                f"{file}: holds a number of {count} digits, more than the "
+                f"{sys.get_int_max_str_digits()} Python reads"
+            )
+        return int(digits)
+
+    def mapping(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        # a "\ud800" key: pydantic cannot read it, and reports it at no location at all
+        for key, _ in pairs:
+            if re.search("[\ud800-\udfff]", key):
+                raise ConfigError(
+                    f"{file}: the key {json.dumps(key)} holds a \\u escape of a lone surrogate, "
+                    "which is not a character"
+                )
+        return dict(pairs)
+
     try:
-        document = json.loads(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
+        document = json.loads(text, parse_int=integer, object_pairs_hook=mapping)
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{file}: byte {exc.object[exc.start]:#04x} at offset {exc.start} is not UTF-8; "

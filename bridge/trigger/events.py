@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Collection
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -26,7 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bridge.errors import UserError, first_error
+from bridge.errors import UserError, cut, first_error, shown
 
 DETAIL_TYPE = "SageMaker Model Package State Change"
 # EventBridge refuses events over 256 KB; anything larger did not come from it.
@@ -45,6 +46,7 @@ ACCOUNT_ID = r"^[0-9]{12}$"
 REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"
 # Model packages did not exist before 2017; anything outside these years is not a real change.
 EARLIEST, LATEST = datetime(2010, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+EARLIEST_MS, LATEST_MS = int(EARLIEST.timestamp()) * 1000, int(LATEST.timestamp()) * 1000
 
 
 class InvalidEvent(UserError):
@@ -57,14 +59,14 @@ def _timestamp(value: Any) -> datetime:
     if isinstance(value, bool):
         raise ValueError("is a boolean, expected a timestamp")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
+        # compared as given: an integer may be too large for a float
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("is not a finite number")
-        seconds = value / 1000.0
-        if not EARLIEST.timestamp() <= seconds < LATEST.timestamp():
+        if not EARLIEST_MS <= value < LATEST_MS:
             raise ValueError(
-                f"{value} epoch milliseconds is outside {EARLIEST.year}-{LATEST.year - 1}"
+                f"{shown(value)} epoch milliseconds is outside {EARLIEST.year}-{LATEST.year - 1}"
             )
-        return datetime.fromtimestamp(seconds, UTC)
+        return datetime.fromtimestamp(value / 1000.0, UTC)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -151,19 +153,19 @@ def _check_arn(change: ModelPackageStateChange, registry_accounts: Collection[st
     for part, value in expected.items():
         if value is not None and arn[part] != value:
             raise InvalidEvent(
-                f"event field detail.ModelPackageArn: its {part} {arn[part]!r} is not the "
-                f"event's {value!r}"
+                f"event field detail.ModelPackageArn: its {part} {shown(arn[part])} is not the "
+                f"event's {shown(value)}"
             )
     partition = partition_of(arn["region"])
     if partition is None:
         raise InvalidEvent(
-            f"event field detail.ModelPackageArn: region {arn['region']!r} is in no known "
+            f"event field detail.ModelPackageArn: region {shown(arn['region'])} is in no known "
             "AWS partition"
         )
     if arn["partition"] != partition:
         raise InvalidEvent(
-            f"event field detail.ModelPackageArn: partition {arn['partition']!r} is not "
-            f"{arn['region']}'s ({partition!r})"
+            f"event field detail.ModelPackageArn: partition {shown(arn['partition'])} is not "
+            f"{cut(arn['region'])}'s ({partition!r})"
         )
     if registry_accounts and arn["account"] not in registry_accounts:
         raise InvalidEvent(
@@ -176,7 +178,7 @@ def _load(raw: bytes) -> Any:
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"event is {len(raw)} bytes, over EventBridge's 256 KB limit")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_int=_int)
     except UnicodeDecodeError:
         raise InvalidEvent("event is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -189,10 +191,48 @@ def _refuse_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
 
 
+def _int(text: str) -> int:
+    """A JSON integer; one of more digits than Python converts is refused (``int()`` would
+    raise a ValueError that is not a JSONDecodeError)."""
+    digits = len(text.lstrip("-"))
+    if digits > sys.get_int_max_str_digits() > 0:
+        raise InvalidEvent(_too_many_digits(digits))
+    return int(text)
+
+
+def _too_many_digits(digits: int) -> str:
+    return (
+        f"event holds a number of {digits} digits, more than the "
+        f"{sys.get_int_max_str_digits()} Python reads"
+    )
+
+
+def _longest_integer(event: Any) -> int:
+    """The number of digits of the longest integer in ``event`` (0: none)."""
+    longest, stack, seen = 0, [event], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            if id(item) in seen:  # a circular reference
+                continue
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+        elif isinstance(item, int) and not isinstance(item, bool) and item:
+            digits = int(math.log10(abs(item))) + 1
+            digits += (abs(item) >= 10**digits) - (abs(item) < 10 ** (digits - 1))
+            longest = max(longest, digits)
+    return longest
+
+
 def _size(event: dict[str, Any]) -> int:
     try:
         return len(json.dumps(event, default=str).encode())
-    except (RecursionError, ValueError):
+    except RecursionError:
+        raise InvalidEvent("event is nested too deeply to be an EventBridge event") from None
+    except ValueError:  # an integer of too many digits to write, or a circular reference
+        digits = _longest_integer(event)
+        if digits > sys.get_int_max_str_digits():
+            raise InvalidEvent(_too_many_digits(digits)) from None
         raise InvalidEvent("event is nested too deeply to be an EventBridge event") from None
 
 

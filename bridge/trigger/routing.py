@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import unicodedata
 from typing import Any
 
@@ -37,6 +38,7 @@ GROUP_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 GROUP_NAME_MAX = 63
 # Cc: C0/C1 controls (newline, tab, NUL, DEL ...); Zl/Zp: U+2028/U+2029 line/paragraph separators.
 _CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _control_character(value: str) -> str | None:
@@ -142,8 +144,29 @@ def _load(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(
             f"{source}: routes are {size} bytes, more than the {MAX_ROUTES_BYTES} allowed"
         )
+
+    def integer(digits: str) -> int:
+        # int() would raise a ValueError (not a JSONDecodeError) past Python's limit
+        count = len(digits.lstrip("-"))
+        if count > sys.get_int_max_str_digits() > 0:
+            raise ConfigError(
+                f"{source}: routes hold a number of {count} digits, more than the "
+                f"{sys.get_int_max_str_digits()} Python reads"
+            )
+        return int(digits)
+
+    def mapping(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # a "\ud800" key: pydantic cannot read it, and reports it at no location at all
+        for key, _ in pairs:
+            if _SURROGATE.search(key):
+                raise ConfigError(
+                    f"{source}: the key {json.dumps(key)} holds a \\u escape of a lone "
+                    "surrogate, which is not a character"
+                )
+        return dict(pairs)
+
     try:
-        document: Any = json.loads(text)
+        document: Any = json.loads(text, parse_int=integer, object_pairs_hook=mapping)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source}: routes are not valid JSON ({exc.msg})") from None
     except RecursionError:
