@@ -31,10 +31,18 @@ fi
 
 cd "$REPO_ROOT"
 # One checkov run per directory: given two --directory options, checkov 3.3.30 scans the first
-# one twice and never the second.
+# one twice and never the second. Every CloudFormation template of the repository is in one of
+# these (tests/reliability/test_infra_policy.py checks that checkov counts all their resources).
 status=0
 for directory in infra model-deploy/templates; do
     dir_status=0
+    # checkov exits 0, printing nothing, when a directory holds no template it recognises: a
+    # moved or renamed folder must not turn this scan into a silent pass.
+    if ! compgen -G "$directory/*.y*ml" >/dev/null && ! compgen -G "$directory/*.json" >/dev/null; then
+        echo "checkov.sh: no CloudFormation template in $directory" >&2
+        status=1
+        continue
+    fi
     output="$("$CHECKOV_VENV/bin/checkov" \
         --directory "$directory" \
         --framework cloudformation \
@@ -47,6 +55,13 @@ for directory in infra model-deploy/templates; do
     # nothing in it): treat that as a finding too.
     if [[ $dir_status -eq 0 ]] && grep -q "Parsing errors:" <<<"$output"; then
         echo "checkov.sh: checkov could not parse a template in $directory (see above)" >&2
+        dir_status=1
+    fi
+    # ... and prints nothing (or, with -o json, a summary of 0 resources) when it recognises none
+    # of the files as CloudFormation.
+    if [[ $dir_status -eq 0 ]] && { [[ -z "${output//[[:space:]]/}" ]] \
+        || grep -q '"resource_count": 0' <<<"$output"; }; then
+        echo "checkov.sh: checkov scanned no CloudFormation resource in $directory" >&2
         dir_status=1
     fi
     if [[ $dir_status -ne 0 ]]; then
