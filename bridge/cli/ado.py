@@ -150,6 +150,11 @@ def _cmd_setup(args: argparse.Namespace, reporter: Reporter) -> int:
             "pipeline_id": args.pipeline_id,
             "dry_run": args.dry_run,
         },
+        flags={
+            "environment_prefix": "--prefix",
+            "prefix": "--prefix",
+            "pipeline_id": "--pipeline-id",
+        },
     )
     client = None if args.dry_run else _client(organization, reporter)
     result = setup_environments(params, client=client, reporter=reporter)
@@ -169,6 +174,7 @@ def _cmd_list(args: argparse.Namespace, reporter: Reporter) -> int:
             "top": args.top,
             "dry_run": args.dry_run,
         },
+        flags={"top": "--top", "state": "--state"},
     )
     client = None if args.dry_run else _client(organization, reporter)
     result = list_approvals(params, client=client, reporter=reporter)

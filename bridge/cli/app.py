@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_region(region: str | None) -> None:
     import re
 
-    if region is not None and not re.fullmatch(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", region):
+    if region is not None and not re.fullmatch(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]", region):
         from bridge.errors import shown
 
         # shown: a value pasted into the wrong flag (a key, a token) is described, not echoed

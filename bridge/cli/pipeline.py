@@ -14,7 +14,7 @@ from typing import Any
 from bridge.cli import common
 from bridge.cli.common import add_actions, add_command, require, required_region, validated
 from bridge.core.output import Reporter
-from bridge.errors import UserError, shown
+from bridge.errors import UserError, cut, shown
 
 AWS_COMMAND = ("config", "aws", "dry_run")
 # where the README's quick start has `pipeline build --out` write the definition
@@ -157,7 +157,7 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
             raise UserError(f"--param {shown(pair)}: expected NAME=VALUE")
         if name.strip() in result:
             raise UserError(
-                f"--param {name.strip()} is given more than once; give each parameter once"
+                f"--param {cut(name.strip())} is given more than once; give each parameter once"
             )
         result[name.strip()] = value
     return result

@@ -109,7 +109,13 @@ def _trigger_settings(args: argparse.Namespace, *, need_credential: bool) -> Any
         path = Path(args.routes)
         if not path.is_file():
             raise UserError(f"--routes {args.routes}: file not found")
-        environ["SMBRIDGE_ROUTES"] = path.read_text(encoding="utf-8")
+        try:
+            environ["SMBRIDGE_ROUTES"] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(
+                f"--routes {args.routes}: byte {exc.object[exc.start]:#04x} at offset "
+                f"{exc.start} is not UTF-8; save the routes as UTF-8 JSON"
+            ) from None
     return TriggerSettings.from_environ(environ, require_credential=need_credential)
 
 

@@ -29,7 +29,7 @@ from bridge.aws.tags import clean_tags
 from bridge.core.agent import AgentRun
 from bridge.core.output import Reporter
 from bridge.core.plan import Plan, PlannedCall
-from bridge.errors import UserError
+from bridge.errors import UserError, cut
 from bridge.settings.stage import StageConfig, load_stage_config
 
 TEMPLATES = {
@@ -335,7 +335,7 @@ def deploy_stage(
     config = load_stage_config(params.config_file)
     if config.stage != params.stage:
         raise UserError(
-            f"--stage {params.stage} but {params.config_file} is for stage {config.stage}"
+            f"--stage {cut(params.stage)} but {params.config_file} is for stage {cut(config.stage)}"
         )
     package_arn = check_package_arn(params)
     plan = render_stage(config, package_arn)

@@ -48,8 +48,17 @@ def read_event(path: str | Path) -> Any:
         raise UserError(f"--event {path}: file not found")
     try:
         return json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"--event {path}: byte {exc.object[exc.start]:#04x} at offset {exc.start} is not "
+            "UTF-8; save the event as UTF-8 JSON"
+        ) from None
     except json.JSONDecodeError as exc:
         raise UserError(f"--event {path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except ValueError as exc:  # an integer beyond what Python reads (4300 digits)
+        raise UserError(f"--event {path}: {str(exc).split(';')[0]}") from None
+    except RecursionError:
+        raise UserError(f"--event {path}: nested too deeply to be an event") from None
 
 
 def plan_event(event: Any, routes: RoutingTable) -> dict[str, Any]:

@@ -112,9 +112,7 @@ REGIONS = around(
 PARAMS = st.lists(
     st.one_of(
         st.sampled_from(["AucThreshold=0.8", "InstanceType=ml.m5.xlarge", "A=", "A=1=2"]),
-        # names on one line: bridge/cli/pipeline.py echoes a duplicate name as it is
-        # (test_xfail_cli_echoes_stay_on_one_line)
-        st.builds(lambda n, v: f"{n}={v}", argv_text(6).filter(one_line), argv_text(10)),
+        st.builds(lambda n, v: f"{n}={v}", argv_text(6), argv_text(10)),
         argv_text(),
         st.sampled_from(["=1", " =x", "noequals", "A=1"]),
     ),
@@ -198,9 +196,7 @@ def commands(work: Path) -> list[Command]:
                  *common_slots(also_named="--model-package-arn")]),
         Command(["deploy"], {"--dry-run": None, "--stage": "staging", "--stage-config": stage,
                              "--templates-dir": templates, "--model-package-arn": PACKAGE_ARN},
-                # on one line: bridge/deploy/operations.py echoes --stage as it is
-                # (test_xfail_cli_echoes_stay_on_one_line)
-                [Slot("--stage", around(["staging", "production"]).filter(one_line)),
+                [Slot("--stage", around(["staging", "production"])),
                  Slot("--model-package-arn", ARNS), Slot("--timeout", DURATIONS),
                  *common_slots(also_named="--model-package-arn")]),
         Command(["endpoint", "test"], {
@@ -231,13 +227,12 @@ def commands(work: Path) -> list[Command]:
                  Slot("--organization", NAMES, "organization"),
                  Slot("--project", NAMES, "project")]),
         Command(["ado", "approvals", "list"], {"--dry-run": None}, [
-            # bridge/cli/ado.py names the model's field, not the flag (test_xfail_* below)
-            Slot("--state", around(["pending", "all"])), Slot("--top", INTEGERS, "top"),
+            Slot("--state", around(["pending", "all"])), Slot("--top", INTEGERS, "--top"),
             Slot("--organization", NAMES, "organization"),
         ]),
         Command(["ado", "setup"], {"--dry-run": None}, [
-            Slot("--prefix", NAMES, "environment_prefix"),
-            Slot("--pipeline-id", INTEGERS, "pipeline_id"),
+            Slot("--prefix", NAMES, "--prefix"),
+            Slot("--pipeline-id", INTEGERS, "--pipeline-id"),
         ]),
         Command(["config", "show"], {}, [
             *aws,
@@ -249,9 +244,8 @@ def commands(work: Path) -> list[Command]:
 # -- files and variables ---------------------------------------------------------------------
 
 # What `trigger simulate --event` reads: the events of test_fuzz_events.py as JSON text. Three
-# kinds are left out, because bridge/trigger/local.py's read_event fails on them with an
-# internal error (a bug outside the files fuzzed here, see test_xfail_* below): bytes that are
-# not UTF-8, integers of more digits than Python reads, and nesting deeper than it recurses.
+# kinds have their own tests instead (test_trigger_simulate_event_file_python_cannot_read):
+# bytes that are not UTF-8, integers of more digits than Python reads, and deep nesting.
 EVENT_FILES = (
     fuzz_events.cases()
     .filter(
@@ -416,12 +410,6 @@ def test_durations_are_finite_and_ascii(tmp_path, monkeypatch, duration):
     assert err.startswith("error: --timeout ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge/trigger/local.py read_event: text that is not UTF-8, holds an integer of more "
-    "than 4300 digits or nests 5000 deep raises UnicodeDecodeError / ValueError / RecursionError "
-    "(exit 1, internal error)",
-)
 @pytest.mark.parametrize(
     "content",
     [
@@ -430,7 +418,7 @@ def test_durations_are_finite_and_ascii(tmp_path, monkeypatch, duration):
         b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}",
     ],
 )
-def test_xfail_trigger_simulate_event_file_python_cannot_read(tmp_path, monkeypatch, content):
+def test_trigger_simulate_event_file_python_cannot_read(tmp_path, monkeypatch, content):
     monkeypatch.chdir(tmp_path)
     write_work(tmp_path)
     (tmp_path / "bad.json").write_bytes(content)
@@ -439,12 +427,7 @@ def test_xfail_trigger_simulate_event_file_python_cannot_read(tmp_path, monkeypa
     assert code == 2 and err.startswith("error: --event ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge/cli/trigger.py _trigger_settings: read_text of a --routes file that is not "
-    "UTF-8 raises UnicodeDecodeError (exit 1)",
-)
-def test_xfail_trigger_routes_file_not_utf8(tmp_path, monkeypatch):
+def test_trigger_routes_file_not_utf8(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_work(tmp_path)
     (tmp_path / "bad.json").write_bytes(b"\xff\xfe{}")
@@ -453,11 +436,6 @@ def test_xfail_trigger_routes_file_not_utf8(tmp_path, monkeypatch):
     assert code == 2 and err.startswith("error: --routes ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge/cli/ado.py: _cmd_list and _cmd_setup call validated() without flags=, so the "
-    "error names the model's field (top, environment_prefix, pipeline_id), not the flag",
-)
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
@@ -466,19 +444,14 @@ def test_xfail_trigger_routes_file_not_utf8(tmp_path, monkeypatch):
         (["ado", "setup", "--pipeline-id", "0"], "--pipeline-id"),
     ],
 )
-def test_xfail_ado_errors_name_the_flag(tmp_path, monkeypatch, argv, flag):
+def test_ado_errors_name_the_flag(tmp_path, monkeypatch, argv, flag):
     monkeypatch.chdir(tmp_path)
     write_work(tmp_path)
     code, _, err = run([*argv, "--dry-run"], {})
     assert code == 2 and err.startswith(f"error: {flag}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge/cli/app.py _check_region uses \\d without re.ASCII, which reads any Unicode "
-    "digit: --region eu-west-\u0661 (an Arabic-Indic one) is accepted",
-)
-def test_xfail_cli_region_takes_ascii_digits_only(tmp_path, monkeypatch):
+def test_cli_region_takes_ascii_digits_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_work(tmp_path)
     assert run(["pipeline", "status", "--dry-run", "--region", "eu-west-\u0661"], {})[0] == 2
@@ -491,12 +464,6 @@ def test_cli_arn_takes_ascii_digits_only(tmp_path, monkeypatch):
     assert run(["registry", "describe", "--dry-run", arn], {})[0] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge/cli/pipeline.py _parse_params (a duplicate --param name) and "
-    "bridge/deploy/operations.py deploy_stage (--stage) echo the value as it is: a line break in "
-    "it breaks the error line",
-)
 @pytest.mark.parametrize(
     "argv",
     [
@@ -506,7 +473,7 @@ def test_cli_arn_takes_ascii_digits_only(tmp_path, monkeypatch):
          PACKAGE_ARN],
     ],
 )  # fmt: skip
-def test_xfail_cli_echoes_stay_on_one_line(tmp_path, monkeypatch, argv):
+def test_cli_echoes_stay_on_one_line(tmp_path, monkeypatch, argv):
     monkeypatch.chdir(tmp_path)
     write_work(tmp_path)
     code, _, err = run([*argv, "--dry-run"], {})
