@@ -862,7 +862,7 @@ def test_cli_a_refused_pat_is_exit_6_and_never_printed(smbridge, fake, monkeypat
 def test_cli_invalid_input_is_one_line_exit_2(smbridge, fake, capsys):
     assert smbridge(["ado", "setup", "--dry-run", "--prefix", "bad name"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: environment_prefix: String should match pattern")
+    assert err.startswith("error: --prefix: String should match pattern")
     assert err.count("\n") == 1
 
 
