@@ -176,27 +176,16 @@ class AzureDevOpsContract:
             body_schema = body_param["schema"]
             if op.operation_id in CHECK_CONFIGURATION_WRITES:
                 body_schema = self._check_configuration_schema(document, op.operation_id)
-            error = jsonschema.exceptions.best_match(
-                self._validator(body_schema, op.spec).iter_errors(document)
-            )
-            if error is not None:
+            schema = {**body_schema, "definitions": op.spec.get("definitions", {})}
+            try:
+                jsonschema.validate(document, schema, format_checker=_FORMATS)
+            except jsonschema.ValidationError as error:
                 where = "/".join(str(p) for p in error.absolute_path) or "(the body)"
-                raise ContractViolation(f"{op.operation_id}: body at {where}: {error.message}")
+                raise ContractViolation(
+                    f"{op.operation_id}: body at {where}: {error.message}"
+                ) from None
             self._no_unknown_properties(document, body_schema, op.spec, op.operation_id)
         return op.operation_id
-
-    def _validator(self, body_schema: dict[str, Any], spec: dict[str, Any]) -> Any:
-        """One validator per body schema (the specs' schemas are checked once, when built:
-        ``jsonschema.validate`` would re-check the whole schema on every request)."""
-        cache: dict[tuple[int, str], Any] = self.__dict__.setdefault("_validators", {})
-        # the spec lives as long as the contract; a body schema is small (often a $ref)
-        key = (id(spec), json.dumps(body_schema, sort_keys=True))
-        if key not in cache:
-            schema = {**body_schema, "definitions": spec.get("definitions", {})}
-            cls = jsonschema.validators.validator_for(schema)
-            cls.check_schema(schema)
-            cache[key] = cls(schema, format_checker=_FORMATS)
-        return cache[key]
 
     @staticmethod
     def _check_configuration_schema(document: Any, where: str) -> dict[str, Any]:
