@@ -74,3 +74,18 @@ def aws_requests_fit_botocores_model():
     undo = install(STRICT_SERVICES)
     yield
     undo()
+
+
+@pytest.fixture(autouse=True)
+def fresh_trigger_log_keys() -> None:
+    """The trigger's Logger is one per process (as in Lambda): keys a test appended, also
+    thread-local ones, must not show in the next test's log lines."""
+    import sys
+
+    handler = sys.modules.get("bridge.trigger.handler")
+    if handler is None:
+        return
+    for name in ("thread_safe_clear_keys", "clear_state"):
+        clear = getattr(handler.logger, name, None)
+        if clear is not None:
+            clear()
