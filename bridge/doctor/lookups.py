@@ -60,23 +60,30 @@ def get_pipeline_request(project: str, pipeline_id: int) -> ApiRequest:
     )
 
 
+def _send_unless_missing(client: AzureDevOpsClient, request: ApiRequest) -> Any:
+    """The response, or ``None`` when the service answers 404."""
+    try:
+        return client.send(request)
+    except AzureDevOpsError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 def get_pipeline(
     client: AzureDevOpsClient, project: str, pipeline_id: int
 ) -> dict[str, Any] | None:
     """The pipeline, or ``None`` when the service answers 404."""
     request = get_pipeline_request(project, pipeline_id)
-    try:
-        response = client.send(request)
-    except AzureDevOpsError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    response = _send_unless_missing(client, request)
+    if response is None:
+        return None
     return json_object(response_json(response, request.what), f"{request.what}: HTTP 200")
 
 
 def get_service_endpoint_request(project: str, endpoint_id: str) -> ApiRequest:
-    """``Endpoints - Get``: ``GET {project}/_apis/serviceendpoint/endpoints/{endpointId}`` (not in
-    the reference specs: see the module docstring)."""
+    """``Endpoints - Get``: ``GET {project}/_apis/serviceendpoint/endpoints/{endpointId}``
+    (reference/ado-openapi-serviceEndpoint-7.1-endpoints.json)."""
     return ApiRequest(
         "GET",
         f"{quote(project, safe='')}/_apis/serviceendpoint/endpoints/{quote(endpoint_id, safe='')}",
@@ -91,12 +98,9 @@ def get_service_endpoint(
 ) -> dict[str, Any] | None:
     """The service connection, or ``None`` (an empty answer, ``null`` or 404)."""
     request = get_service_endpoint_request(project, endpoint_id)
-    try:
-        response = client.send(request)
-    except AzureDevOpsError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    response = _send_unless_missing(client, request)
+    if response is None:
+        return None
     data = response_json(response, request.what)
     if data is None:
         return None

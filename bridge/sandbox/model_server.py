@@ -131,6 +131,6 @@ def _handler(server: ModelServer) -> Any:
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
-            pass  # quiet: the demo prints its own timeline
+            """No access log: the demo prints its own timeline."""
 
     return Handler
